@@ -1,0 +1,285 @@
+"""One query surface over a run's statistics: live from the cluster, or from the store.
+
+``raystats.open(storage)`` reads the Parquet logs and needs no cluster;
+``raystats.connect()`` asks the aggregator shards of a running cluster. Both feed the
+same :class:`~raystats.service.aggregator.ShardState` queries with the same rows, so
+for a finished run their answers are equal, not merely close.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from raystats.errors import ClusterError, ConfigError, RunNotFoundError, StepNotFoundError
+from raystats.stats import chance_level, easy_set, hard_set, matching_rate, normalize_counts
+
+KINDS = ("loss", "count")
+WHICH = ("easy", "hard")
+
+
+def _check_choice(name: str, value: object, accepted: tuple) -> None:
+    if value not in accepted:
+        raise ConfigError(f"{name}={value!r} is not accepted: expected one of {accepted}")
+
+
+def _check_frac(frac: object) -> float:
+    if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 < frac < 1:
+        raise ConfigError(f"frac={frac!r} is not accepted: expected a fraction in (0, 1)")
+    return float(frac)
+
+
+class Client:
+    """Queries shared by the live and the offline client.
+
+    A backend supplies ``_info(run_id)`` (run.json-like dict), ``_runs()`` and
+    ``_ask(run_id, method, *args)`` — one answer per aggregator shard, in shard order.
+    """
+
+    # ---- backend ------------------------------------------------------------------------
+    def _runs(self) -> list[dict]:
+        raise NotImplementedError
+
+    def _info(self, run_id: str) -> dict:
+        raise NotImplementedError
+
+    def _ask(self, run_id: str, method: str, *args) -> list:
+        raise NotImplementedError
+
+    # ---- runs ---------------------------------------------------------------------------
+    def runs(self) -> pd.DataFrame:
+        """One row per known run: id, data set, architecture, trials, status, steps logged."""
+        columns = ["run_id", "dataset", "arch", "trials", "status", "steps_logged", "last_step"]
+        rows = []
+        for info in self._runs():
+            steps = self.steps(info["run_id"]) if info.get("status") != "created" else []
+            config = info.get("config", {})
+            rows.append({
+                "run_id": info["run_id"], "dataset": config.get("dataset"), "arch": config.get("arch"),
+                "trials": config.get("trials"), "status": info.get("status"),
+                "steps_logged": len(steps), "last_step": steps[-1] if steps else None,
+            })
+        return pd.DataFrame(rows, columns=columns)
+
+    def info(self, run_id: str) -> dict:
+        """The run's run.json: config, data set, schedule, status."""
+        return self._info(run_id)
+
+    def steps(self, run_id: str, split: str = "train") -> list[int]:
+        """Logging steps with rows so far (any trial), ascending."""
+        self._check_split(run_id, split)
+        return sorted(set().union(*[set(s) for s in self._ask(run_id, "steps", split)]))
+
+    # ---- easiness and sets ----------------------------------------------------------------
+    def easiness(self, run_id: str, step: int | None = None, kind: str = "loss",
+                 split: str = "train") -> pd.DataFrame:
+        """Per-example easiness at ``step`` (None: the last logged step).
+
+        Columns example_id, easiness, n_trials. Loss form (``kind="loss"``): mean
+        cross-entropy over the trials, low = easy. Count form: c_i / max_j c_j, high = easy.
+        """
+        ids, values, n_trials = self._easiness(run_id, step, kind, split)
+        return pd.DataFrame({"example_id": ids, "easiness": values, "n_trials": n_trials})
+
+    def easy(self, run_id: str, frac: float = 0.1, step: int | None = None, kind: str = "loss",
+             split: str = "train") -> np.ndarray:
+        """Example ids of the fraction ``frac`` easiest examples (ties by example_id)."""
+        ids, values, _ = self._easiness(run_id, step, kind, split)
+        return easy_set(values, _check_frac(frac), kind=kind, example_ids=ids)
+
+    def hard(self, run_id: str, frac: float = 0.1, step: int | None = None, kind: str = "loss",
+             split: str = "train") -> np.ndarray:
+        """Example ids of the fraction ``frac`` hardest examples (ties by example_id)."""
+        ids, values, _ = self._easiness(run_id, step, kind, split)
+        return hard_set(values, _check_frac(frac), kind=kind, example_ids=ids)
+
+    def matching_rate(self, run_a: str, run_b: str, which: str = "easy", frac: float = 0.1,
+                      step: int | None = None, step_b: int | None = None, kind: str = "loss",
+                      split: str = "train") -> float:
+        """M_AB = |A ∩ B| / max(|A|, |B|) of two runs' easy (or hard) sets.
+
+        ``step`` picks run A's step and, unless ``step_b`` is given, run B's too (None:
+        each run's last step). ``run_a == run_b`` with two steps compares the beginning and
+        the end of one run. Chance level is ``frac``.
+        """
+        _check_choice("which", which, WHICH)
+        self._check_same_data(run_a, run_b)
+        pick = self.easy if which == "easy" else self.hard
+        a = pick(run_a, frac, step, kind, split)
+        b = pick(run_b, frac, step if step_b is None else step_b, kind, split)
+        return matching_rate(a, b)
+
+    def matching_curve(self, run_a: str, run_b: str, which: str = "easy", frac: float = 0.1,
+                       kind: str = "loss", split: str = "train") -> pd.DataFrame:
+        """Matching rate of two runs at every step both logged, beside the chance level."""
+        _check_choice("which", which, WHICH)
+        self._check_same_data(run_a, run_b)
+        steps = sorted(set(self.steps(run_a, split)) & set(self.steps(run_b, split)))
+        rates = [self.matching_rate(run_a, run_b, which, frac, s, s, kind, split) for s in steps]
+        return pd.DataFrame({"step": steps, "matching_rate": rates, "chance": chance_level(frac)})
+
+    def self_agreement(self, run_id: str, which: str = "easy", frac: float = 0.1,
+                       step: int | None = None, kind: str = "loss", split: str = "train") -> float:
+        """Matching rate between the sets of two disjoint halves of the trials.
+
+        Trials 0..⌈M/2⌉-1 against the rest: how reproducible the sets are at this M.
+        """
+        _check_choice("which", which, WHICH)
+        frac = _check_frac(frac)
+        trials = int(self._info(run_id)["config"]["trials"])
+        if trials < 2:
+            raise ConfigError(f"run {run_id!r} has {trials} trial; self-agreement needs at least 2")
+        half = (trials + 1) // 2
+        pick = easy_set if which == "easy" else hard_set
+        sets = []
+        for chosen in (list(range(half)), list(range(half, trials))):
+            ids, values, _ = self._easiness(run_id, step, kind, split, chosen)
+            sets.append(pick(values, frac, kind=kind, example_ids=ids))
+        return matching_rate(*sets)
+
+    def dynamics(self, run_id: str, split: str = "train") -> pd.DataFrame:
+        """Training-dynamics scores of every example from all logged steps.
+
+        Columns: example_id, iteration_learned, forgetting_events, never_learned,
+        confidence, variability, correctness, aum, el2n (at the first logged step).
+        """
+        self._check_split(run_id, split)
+        parts = [pd.DataFrame(part) for part in self._ask(run_id, "dynamics", split)]
+        return pd.concat(parts, ignore_index=True)
+
+    # ---- helpers ------------------------------------------------------------------------------
+    def _easiness(self, run_id, step, kind, split, trials=None):
+        _check_choice("kind", kind, KINDS)
+        step = self._resolve_step(run_id, step, split)
+        answers = self._ask(run_id, "easiness", split, step, kind, trials)
+        ids = np.concatenate([a[0] for a in answers])
+        n_trials = np.concatenate([a[2] for a in answers])
+        if kind == "count":
+            # c_i / max_j c_j needs the global max: shards return raw counts c_i.
+            values = normalize_counts(np.concatenate([a[1] for a in answers]), n_trials)
+        else:
+            values = np.concatenate([a[1] for a in answers])
+        return ids, values, n_trials
+
+    def _resolve_step(self, run_id: str, step: int | None, split: str) -> int:
+        logged = self.steps(run_id, split)
+        if step is None:
+            if not logged:
+                raise StepNotFoundError(f"run {run_id!r} has no logged {split} rows yet")
+            return logged[-1]
+        if step not in logged:
+            raise StepNotFoundError(
+                f"step {step!r} is not logged in run {run_id!r} ({split}); logged steps: {logged}"
+            )
+        return int(step)
+
+    def _check_split(self, run_id: str, split: str) -> None:
+        info = self._info(run_id)
+        splits = ("train", "test") if info["config"].get("log_test") else ("train",)
+        if split not in splits:
+            raise ConfigError(f"split={split!r} is not logged in run {run_id!r}: expected one of {splits}")
+
+    def _check_same_data(self, run_a: str, run_b: str) -> None:
+        a, b = self._info(run_a)["dataset"], self._info(run_b)["dataset"]
+        if a.get("fingerprint") != b.get("fingerprint"):
+            raise ConfigError(
+                f"runs {run_a!r} ({a.get('name')}) and {run_b!r} ({b.get('name')}) were made from "
+                "different data sets; matching rates compare example ids of one data set"
+            )
+
+
+class OfflineClient(Client):
+    """Answers from a run store alone; no cluster needed."""
+
+    def __init__(self, storage: str):
+        from raystats.store import RunStore
+
+        self.store = RunStore(storage)
+        self._cache: dict[str, tuple[tuple, list]] = {}
+
+    def __repr__(self) -> str:
+        return f"raystats.open({self.store.storage!r})"
+
+    def _runs(self) -> list[dict]:
+        return [self.store.read_run(run_id) for run_id in self.store.run_ids()]
+
+    def _info(self, run_id: str) -> dict:
+        return self.store.read_run(run_id)
+
+    def _ask(self, run_id: str, method: str, *args) -> list:
+        return [getattr(state, method)(*args) for state in self._states(run_id)]
+
+    def _states(self, run_id: str) -> list:
+        """The run's rows folded into one shard state, rebuilt when the logs change."""
+        from raystats.service.aggregator import ShardState
+        from raystats.service.layout import ShardPlan
+
+        files = self.store.log_files(run_id)
+        info = self._info(run_id)
+        signature = tuple((f.key, self.store.fs.get_file_info(f.path).mtime_ns) for f in files)
+        cached = self._cache.get(run_id)
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        state = ShardState(ShardPlan(1, _sizes(info)), 0, int(info["config"]["trials"]))
+        for log_file in files:
+            table = self.store.read_log(log_file.path)
+            if table.num_rows:
+                state.ingest(log_file.key, table.column("split")[0].as_py(), table)
+        self._cache[run_id] = (signature, [state])
+        return [state]
+
+
+class LiveClient(Client):
+    """Answers from the aggregator shards of a running Ray cluster."""
+
+    def __init__(self, address: str = "auto"):
+        import ray
+
+        from raystats.service.cluster import ensure_ray
+        from raystats.service.registry import get_registry
+
+        ensure_ray(address)
+        self._ray = ray
+        try:
+            self._registry = get_registry(create=False)
+        except ValueError:
+            raise ClusterError(
+                "this Ray cluster has no raystats registry yet: no easiness job has run on it"
+            ) from None
+
+    def _runs(self) -> list[dict]:
+        return self._ray.get(self._registry.list.remote())
+
+    def _info(self, run_id: str) -> dict:
+        info = self._ray.get(self._registry.get.remote(run_id))
+        if info is None:
+            known = [r["run_id"] for r in self._runs()]
+            raise RunNotFoundError(f"the cluster knows no run {run_id!r}; known runs: {known or 'none'}")
+        return info
+
+    def _ask(self, run_id: str, method: str, *args) -> list:
+        from raystats.service.names import NAMESPACE, aggregator_name
+
+        n_shards = int(self._info(run_id)["shards"])
+        handles = [self._ray.get_actor(aggregator_name(run_id, k), namespace=NAMESPACE) for k in range(n_shards)]
+        try:
+            return self._ray.get([getattr(h, method).remote(*args) for h in handles])
+        except self._ray.exceptions.RayTaskError as error:
+            raise error.as_instanceof_cause() from None
+
+
+def _sizes(info: dict) -> dict:
+    sizes = {"train": int(info["dataset"]["n_train"])}
+    if info["config"].get("log_test"):
+        sizes["test"] = int(info["dataset"]["n_test"])
+    return sizes
+
+
+def open(storage: str) -> OfflineClient:  # noqa: A001 - the public name of the design
+    """A client over the run store at ``storage`` (local path or URI); no cluster needed."""
+    return OfflineClient(storage)
+
+
+def connect(address: str = "auto") -> LiveClient:
+    """A client over the running cluster at ``address`` (default: the one this machine joined)."""
+    return LiveClient(address)
