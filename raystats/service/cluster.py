@@ -1,0 +1,34 @@
+"""Joining a Ray cluster with token authentication left on."""
+
+from __future__ import annotations
+
+import os
+
+import ray
+
+from raystats.errors import ClusterError
+from raystats.service.names import NAMESPACE
+
+START_HINT = (
+    "start one with `ray start --head --dashboard-host 127.0.0.1` (token authentication "
+    "stays on; submit jobs with RAY_AUTH_MODE=token set), or leave the address out to "
+    "start a local cluster"
+)
+
+
+def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Connect to the cluster at ``address``, or join/start one when it is None.
+
+    With no address, ``ray.init`` joins the cluster a job was submitted to (RAY_ADDRESS)
+    or starts a local one. An address that answers nothing raises :class:`ClusterError`.
+    """
+    if ray.is_initialized():
+        return
+    kwargs = {"namespace": NAMESPACE, "log_to_driver": True}
+    if address is None and "RAY_ADDRESS" not in os.environ:
+        kwargs.update(include_dashboard=False, num_cpus=num_cpus)
+    try:
+        ray.init(address=address, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        where = address or os.environ.get("RAY_ADDRESS")
+        raise ClusterError(f"no Ray cluster answered at {where!r} ({error}); {START_HINT}") from None
