@@ -98,8 +98,10 @@ class RunStore:
     def log_path(self, run_id: str, trial: int, step: int, part: int) -> str:
         return f"{self.run_dir(run_id)}/logs/trial={int(trial)}/step={int(step)}/part-{int(part)}.parquet"
 
-    def checkpoint_path(self, run_id: str, trial: int) -> str:
-        return f"{self.run_dir(run_id)}/checkpoints/trial={int(trial)}/latest.pt"
+    def checkpoint_path(self, run_id: str, owner: int | str) -> str:
+        """Latest checkpoint of a trial (an int) or of a named group of trials."""
+        name = f"trial={int(owner)}" if isinstance(owner, int) else validate_run_id(owner)
+        return f"{self.run_dir(run_id)}/checkpoints/{name}/latest.pt"
 
     def uri(self, path: str) -> str:
         """The path as a URI another process (Ray Data, a remote node) can open."""

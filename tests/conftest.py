@@ -34,17 +34,33 @@ class HeadNode:
         self.address = f"127.0.0.1:{self.port}"
         self.dashboard = f"http://127.0.0.1:{self.dashboard_port}"
         command = [
-            "ray", "start", "--head", f"--port={self.port}", f"--num-cpus={num_cpus}",
+            "ray", "start", "--head", "--block", f"--port={self.port}", f"--num-cpus={num_cpus}",
             "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}",
             "--include-dashboard=true", "--disable-usage-stats",
         ]
-        subprocess.run(command, check=True, capture_output=True, env=self.env(), timeout=180)
+        # --block keeps `ray start` in the foreground; ending it stops this cluster's
+        # processes and no other cluster on the machine (unlike `ray stop`).
+        self.process = subprocess.Popen(
+            command, env=self.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        wait_for(self._dashboard_up, timeout=180, interval=1.0, what="the Ray head node")
+
+    def _dashboard_up(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"`ray start --head` exited with {self.process.returncode}")
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", self.dashboard_port)) == 0
 
     def env(self) -> dict:
-        return dict(os.environ, RAY_AUTH_MODE="token", PYTHONPATH=REPO)
+        return dict(os.environ, RAY_AUTH_MODE="token", PYTHONPATH=REPO, RAY_ADDRESS=self.address)
 
     def stop(self) -> None:
-        subprocess.run(["ray", "stop", "--force"], capture_output=True, env=self.env(), timeout=120)
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, 9)
 
 
 @pytest.fixture(scope="session")

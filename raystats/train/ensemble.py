@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
 from raystats.config import RunConfig
-from raystats.train.evaluate import default_eval_batch, per_example_metrics
+from raystats.train.evaluate import autocast, configure_device, default_eval_batch, per_example_metrics
 from raystats.train.trial import (
     CheckpointStore, LogSink, Progress, Schedule, TrialData, epoch_order, init_model,
     make_optimizer, preprocess, training_batch,
@@ -89,7 +89,8 @@ def evaluate_ensemble(
     for start in range(0, len(inputs), batch_size):
         batch = preprocess(inputs[start : start + batch_size])
         batch_labels = labels[start : start + batch_size]
-        logits = ensemble.forward_shared(batch)  # (M, B, K)
+        with autocast(batch.device):
+            logits = ensemble.forward_shared(batch)  # (M, B, K)
         metrics = per_example_metrics(
             logits.reshape(-1, logits.shape[-1]), batch_labels.repeat(ensemble.size)
         )
@@ -125,6 +126,7 @@ def train_ensemble(
     progress: Progress | None = None,
 ) -> int:
     """Train ``trials`` together as one stacked ensemble; log and checkpoint like the loop."""
+    configure_device(device)
     n_train = len(data.train_labels)
     schedule = Schedule.from_config(config, n_train)
     ensemble = StackedEnsemble([init_model(config, data, t, device) for t in trials]).to(device)
@@ -151,6 +153,9 @@ def train_ensemble(
         batches = [training_batch(config, data, t, step, o, schedule.steps_per_epoch) for t, o in zip(trials, orders)]
         inputs = torch.stack([b[0] for b in batches])
         labels = torch.stack([b[1] for b in batches])
+        # No bf16 autocast here: torch's vmap batching rule for batch-norm backward
+        # refuses bf16 activations with fp32 running stats (torch 2.11, H100). TF32
+        # matmuls and convolutions (configure_device) keep the ensemble fast anyway.
         logits = ensemble(inputs)
         # Sum of the trials' mean losses: each trial's gradient is its own loss's gradient.
         loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none").view(len(trials), -1).mean(1)

@@ -7,6 +7,8 @@ would cost only ~1.5 %, but it sees each example at a different update and augme
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -19,6 +21,30 @@ GPU_EVAL_BATCH = 2048
 
 def default_eval_batch(device: torch.device) -> int:
     return GPU_EVAL_BATCH if device.type == "cuda" else CPU_EVAL_BATCH
+
+
+def configure_device(device: torch.device) -> None:
+    """TF32 matmuls and convolutions, and cuDNN autotuning, on a GPU.
+
+    TF32 keeps fp32's range with a 10-bit mantissa: about 1e-3 relative error per
+    product, far below the trial-to-trial spread of a per-example loss.
+    """
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on a GPU, nothing on CPU.
+
+    bf16 keeps fp32's exponent range, so no loss scaling is needed; the per-example
+    metrics are computed from the logits cast back to fp32. Measured effect on the
+    logged loss (benchmarks/ensemble.py on an H100): see README's table.
+    """
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def per_example_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -64,7 +90,9 @@ def evaluate_examples(
         batch = inputs[start : start + batch_size]
         if preprocess is not None:
             batch = preprocess(batch)
-        metrics = per_example_metrics(model(batch), labels[start : start + batch_size])
+        with autocast(batch.device):
+            logits = model(batch)
+        metrics = per_example_metrics(logits, labels[start : start + batch_size])
         for name, values in metrics.items():
             parts.setdefault(name, []).append(values)
     model.train(was_training)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from raystats.config import RunConfig
 from raystats.data import Dataset, augment, global_contrast_normalize, to_float
 from raystats.models import build_model
-from raystats.train.evaluate import default_eval_batch, evaluate_examples
+from raystats.train.evaluate import autocast, configure_device, default_eval_batch, evaluate_examples
 
 _INIT, _ORDER, _AUGMENT = 1, 2, 3
 
@@ -213,6 +213,7 @@ def train_trial(
 
     Resumes from the trial's checkpoint when one exists. Returns the last step trained.
     """
+    configure_device(device)
     n_train = len(data.train_labels)
     schedule = Schedule.from_config(config, n_train)
     model = init_model(config, data, trial, device)
@@ -231,7 +232,8 @@ def train_trial(
         if epoch_index != order_epoch:
             order, order_epoch = epoch_order(config, trial, epoch_index, n_train, device), epoch_index
         inputs, labels = training_batch(config, data, trial, step, order, schedule.steps_per_epoch)
-        loss = F.cross_entropy(model(inputs), labels)
+        with autocast(device):
+            loss = F.cross_entropy(model(inputs), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
