@@ -195,10 +195,13 @@ class RunStore:
         """Fail early, with the path, when the storage cannot be written."""
         probe = f"{self.root}/.raystats-write-check-{uuid.uuid4().hex}"
         try:
+            created = self.fs.get_file_info(self.root).type == pafs.FileType.NotFound
             self.fs.create_dir(self.root, recursive=True)
             with self.fs.open_output_stream(probe) as stream:
                 stream.write(b"ok")
             self.fs.delete_file(probe)
+            if created:  # leave nothing behind: the run itself creates the folder
+                self.fs.delete_dir(self.root)
         except (OSError, pa.ArrowException) as error:
             raise StoreError(f"storage {self.storage!r} cannot be written: {error}") from None
 

@@ -195,8 +195,8 @@ def test_bad_input_fails_cleanly_and_leaves_nothing(ray_head, tmp_path, finished
         done = run_job(["jobs/easiness.py", "--storage", storage, *args], env=ray_head.env(), timeout=300)
         assert done.returncode == 2, (args, done.stderr[-2000:])
         assert message in done.stderr, (args, done.stderr[-2000:])
-        assert not os.path.exists(os.path.join(storage, "escape")) and not os.path.exists(
-            os.path.join(tmp_path, "escape"))
+        assert not os.path.exists(storage), f"{args} left {os.listdir(storage)} behind"
+        assert not os.path.exists(os.path.join(tmp_path, "escape"))
     existing, _ = finished_run
     with pytest.raises(RunExistsError, match="trials"):
         run_easiness(RunConfig(run_id="digits-cnn", **(CONFIG | {"trials": 3})), existing)
@@ -206,3 +206,17 @@ def test_bad_input_fails_cleanly_and_leaves_nothing(ray_head, tmp_path, finished
         run_easiness(RunConfig(run_id="x", **CONFIG), str(blocker / "runs"))
     with pytest.raises(ConfigError, match="frac"):
         raystats.open(existing).easy("digits-cnn", frac=1.5)
+
+
+def test_ray_data_reads_every_logged_row(finished_run):
+    from raystats.service.logs import read_logs_dataset
+
+    storage, summary = finished_run
+    dataset = read_logs_dataset(storage, "digits-cnn")
+    frame = dataset.to_pandas()
+    per_step = (1437 + 360) * 4
+    assert len(frame) == per_step * len(summary.log_steps)
+    assert not frame.duplicated(["split", "example_id", "trial", "step"]).any()
+    last = frame[(frame["step"] == summary.log_steps[-1]) & (frame["split"] == "train")]
+    mean = last.groupby("example_id")["loss"].mean().to_numpy()
+    np.testing.assert_allclose(raystats.open(storage).easiness("digits-cnn")["easiness"], mean, rtol=1e-6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import ray
 
@@ -24,6 +25,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """
     if ray.is_initialized():
         return
+    _check_reachable(address)
     kwargs = {"namespace": NAMESPACE, "log_to_driver": True}
     if address is None and "RAY_ADDRESS" not in os.environ:
         kwargs.update(include_dashboard=False, num_cpus=num_cpus)
@@ -32,3 +34,19 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     except (ConnectionError, RuntimeError, ValueError) as error:
         where = address or os.environ.get("RAY_ADDRESS")
         raise ClusterError(f"no Ray cluster answered at {where!r} ({error}); {START_HINT}") from None
+
+
+def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """Fail in seconds, not minutes, when nothing listens at a host:port address.
+
+    ``ray.init`` keeps retrying a dead GCS address for minutes before it gives up.
+    """
+    if address is None or address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(f"address {address!r} is not host:port; {START_HINT}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise ClusterError(f"no Ray cluster answered at {address!r} ({error}); {START_HINT}") from None
