@@ -217,6 +217,9 @@ def train_trial(
     n_train = len(data.train_labels)
     schedule = Schedule.from_config(config, n_train)
     model = init_model(config, data, trial, device)
+    # channels_last lets cuDNN pick its NHWC tensor-core kernels for bf16 convolutions.
+    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
     optimizer, scheduler = make_optimizer(config, model, schedule.total_steps)
     step = 0
     saved = checkpoints.load(trial) if checkpoints is not None else None
@@ -232,6 +235,8 @@ def train_trial(
         if epoch_index != order_epoch:
             order, order_epoch = epoch_order(config, trial, epoch_index, n_train, device), epoch_index
         inputs, labels = training_batch(config, data, trial, step, order, schedule.steps_per_epoch)
+        if inputs.dim() == 4:
+            inputs = inputs.contiguous(memory_format=memory_format)
         with autocast(device):
             loss = F.cross_entropy(model(inputs), labels)
         optimizer.zero_grad(set_to_none=True)
