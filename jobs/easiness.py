@@ -64,6 +64,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu", action="store_true", help="one GPU per worker")
     p.add_argument("--ensemble", choices=ENSEMBLE_MODES, default="auto",
                    help="how a worker trains its trials: auto picks the faster path")
+    p.add_argument("--compile", action="store_true", help="torch.compile the training step (GPU)")
     p.add_argument("--storage", default="./raystats-runs", help="run store: a folder or s3:// / gs:// URI")
     p.add_argument("--run-id", default=None, help="default: <dataset>-<arch>")
     p.add_argument("--address", default=None, help="Ray cluster address; default: join or start one")
@@ -80,6 +81,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay, augment=args.augment,
         translate_pixels=args.translate_pixels, flip=args.flip, log_test=args.log_test,
         seed=args.seed, workers=args.workers, use_gpu=args.gpu, ensemble=args.ensemble,
+        compile=args.compile,
     )
 
 

@@ -56,6 +56,7 @@ class RunConfig:
     workers: int = 2
     use_gpu: bool = False
     ensemble: str = "auto"
+    compile: bool = False
     corrupt_labels: tuple[tuple[int, int], ...] = ()
     subset: tuple[int, ...] | None = None
 

@@ -90,6 +90,8 @@ def evaluate_examples(
         batch = inputs[start : start + batch_size]
         if preprocess is not None:
             batch = preprocess(batch)
+        if batch.is_cuda and batch.dim() == 4:
+            batch = batch.contiguous(memory_format=torch.channels_last)
         with autocast(batch.device):
             logits = model(batch)
         metrics = per_example_metrics(logits, labels[start : start + batch_size])
