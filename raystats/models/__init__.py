@@ -1,9 +1,12 @@
 """Architectures of the reference studies, built for a data set's input shape and classes.
 
-CIFAR-size (any input size; DenseNet-BC needs ≥ 4×4): ``mlp3``, ``cnn``, ``wrn16_4``,
-``densenet_bc100``, ``resnext29_4x64d``. ImageNet-size, from torchvision without
-pretrained weights (≥ 32×32, AlexNet ≥ 63×63): ``alexnet``, ``vgg11``, ``vgg11_bn``,
-``resnet18``, ``resnet50``, ``densenet121``.
+CIFAR-size: ``mlp3``, ``cnn``, ``wrn16_4``, ``densenet_bc100``, ``resnext29_4x64d``, and
+``airbench`` (a fast network after Keller Jordan's airbench, with
+:func:`recommended_recipe`). ImageNet-size, from torchvision without pretrained
+weights: ``alexnet``, ``vgg11``, ``vgg11_bn``, ``resnet18``, ``resnet50``,
+``densenet121``. :data:`MIN_INPUT_SIZE` gives the smallest input each accepts (8×8
+digits: every CIFAR-size network but airbench; 28×28: also ResNets; 32×32: all but
+AlexNet).
 
 Prediction depth (Baldock et al.) places k-NN probes on hidden representations;
 :func:`feature_blocks` names, for each model, the modules after which a
@@ -16,10 +19,10 @@ import torch
 from torch import nn
 
 from raystats.errors import ConfigError
+from raystats.models import cifar, fast, imagenet
 from raystats.models.cifar import densenet_bc100, resnext29_4x64d, wrn16_4
-from raystats.models.imagenet import (
-    IMAGENET_ARCHITECTURES, MIN_INPUT_SIZE, build_imagenet_model, torchvision_feature_blocks,
-)
+from raystats.models.fast import airbench, recommended_recipe
+from raystats.models.imagenet import IMAGENET_ARCHITECTURES, build_imagenet_model, torchvision_feature_blocks
 from raystats.models.small import SmallCNN, mlp3
 
 _CIFAR_BUILDERS = {
@@ -28,11 +31,21 @@ _CIFAR_BUILDERS = {
     "wrn16_4": wrn16_4,
     "densenet_bc100": densenet_bc100,
     "resnext29_4x64d": resnext29_4x64d,
+    "airbench": airbench,
 }
-_CIFAR_MIN_INPUT_SIZE = {"densenet_bc100": 4}  # two 2×2 average pools
-ARCHITECTURES = (*_CIFAR_BUILDERS, *IMAGENET_ARCHITECTURES)
+CIFAR_ARCHITECTURES = tuple(_CIFAR_BUILDERS)
+ARCHITECTURES = (*CIFAR_ARCHITECTURES, *IMAGENET_ARCHITECTURES)
 
-__all__ = ["ARCHITECTURES", "build_model", "feature_blocks", "hidden_representations"]
+MIN_INPUT_SIZE = {
+    "mlp3": 1, "cnn": 1, **cifar.MIN_INPUT_SIZE, **fast.MIN_INPUT_SIZE, **imagenet.MIN_INPUT_SIZE,
+}
+"""Smallest height and width each architecture accepts, in pixels: the smallest side on
+which every stride-2 layer still receives at least 2×2 (mlp3 and cnn: any)."""
+
+__all__ = [
+    "ARCHITECTURES", "CIFAR_ARCHITECTURES", "MIN_INPUT_SIZE", "build_model", "feature_blocks",
+    "hidden_representations", "recommended_recipe",
+]
 
 
 def build_model(arch: str, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
@@ -54,13 +67,15 @@ def build_model(arch: str, input_shape: tuple[int, int, int], num_classes: int) 
     Returns
     -------
     torch.nn.Module
-        The model, in training mode, on the CPU.
+        The model, in training mode, on the current default device (the CPU unless
+        the caller set one, e.g. ``with torch.device("meta")``).
 
     Raises
     ------
     ConfigError
         For an unknown ``arch``, a malformed ``input_shape``, fewer than 2 classes, or
-        an input smaller than the architecture accepts.
+        an input smaller than ``MIN_INPUT_SIZE[arch]`` (the message names the
+        CIFAR-size architectures that take it).
 
     Examples
     --------
@@ -73,15 +88,21 @@ def build_model(arch: str, input_shape: tuple[int, int, int], num_classes: int) 
     input_shape = _checked_shape(input_shape)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ConfigError(f"num_classes={num_classes!r} is not accepted: expected an integer ≥ 2")
+    _check_input_size(arch, input_shape)
     if arch in IMAGENET_ARCHITECTURES:
         return build_imagenet_model(arch, input_shape, num_classes)
-    minimum = _CIFAR_MIN_INPUT_SIZE.get(arch, 1)
-    if min(input_shape[1:]) < minimum:
-        raise ConfigError(
-            f"arch={arch!r} needs inputs of at least {minimum}×{minimum} pixels, "
-            f"got {input_shape[1]}×{input_shape[2]}"
-        )
     return _CIFAR_BUILDERS[arch](input_shape, num_classes)
+
+
+def _check_input_size(arch: str, input_shape: tuple[int, int, int]) -> None:
+    height, width = input_shape[1:]
+    minimum = MIN_INPUT_SIZE[arch]
+    if min(height, width) < minimum:
+        fitting = [name for name in CIFAR_ARCHITECTURES if MIN_INPUT_SIZE[name] <= min(height, width)]
+        raise ConfigError(
+            f"arch={arch!r} needs inputs of at least {minimum}×{minimum} pixels, got {height}×{width}: "
+            f"resize the images or use a CIFAR-size architecture that takes them ({', '.join(fitting)})"
+        )
 
 
 def _checked_shape(input_shape) -> tuple[int, int, int]:
@@ -114,9 +135,10 @@ def feature_blocks(model: nn.Module) -> list[nn.Module]:
     wrn16_4             stem conv, each residual block                         7
     densenet_bc100      stem conv, each dense block and transition             6
     resnext29_4x64d     stem, each bottleneck block                            10
+    airbench            each conv group                                        3
     alexnet, vgg11(_bn) each conv and hidden fc layer after its ReLU           7, 10
     resnet18, resnet50  stem (after max-pool), each residual block             9, 17
-    densenet121         stem (after max-pool), each dense block                5
+    densenet121         stem (after max-pool), each dense block and transition 8
     ==================  =====================================================  ======
 
     Parameters

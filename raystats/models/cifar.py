@@ -3,8 +3,8 @@ and ResNeXt-29 (4×64d).
 
 Each follows its paper's CIFAR variant (3×3 stem, three stages, global average pool,
 one linear classifier) and takes any channel count. The global pool is adaptive, so
-the same network runs on 8×8 digits and 28×28 Fashion-MNIST as on 32×32 CIFAR; only
-DenseNet-BC needs H, W ≥ 4 (two 2×2 average pools).
+the same network runs on 8×8 digits and 28×28 Fashion-MNIST as on 32×32 CIFAR;
+:data:`MIN_INPUT_SIZE` gives the smallest inputs.
 
 Parameter counts on CIFAR-10 (3×32×32, 10 classes), pinned in ``tests/test_models.py``:
 
@@ -24,6 +24,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+MIN_INPUT_SIZE = {"wrn16_4": 3, "densenet_bc100": 4, "resnext29_4x64d": 3}
+"""Smallest height and width each network accepts, in pixels: the smallest side on
+which every stride-2 layer still receives at least 2×2 (WRN and ResNeXt: 3 → 2 → 1;
+DenseNet-BC's 2×2 average pools: 4 → 2 → 1)."""
 
 
 def init_weights(model: nn.Module) -> nn.Module:
