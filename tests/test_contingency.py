@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
@@ -52,7 +53,7 @@ def test_table_by_hand():
 
 
 @given(paired())
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 def test_counts_match_a_loop_and_a_crosstab(case):
     shallow, deep = case
     table = {cell: int(value) for cell, value in contingency(shallow, deep).items()}
@@ -97,7 +98,7 @@ def test_refuses_mismatched_or_non_boolean_inputs():
 
 
 @given(paired())
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 def test_ratios_are_the_accuracies_of_the_paper(case):
     shallow, deep = case
     r = ratios(contingency(shallow, deep))
@@ -116,10 +117,16 @@ def test_ratios_are_the_accuracies_of_the_paper(case):
         assert r["R_minus"] == np.count_nonzero(deep[~shallow]) / np.count_nonzero(~shallow)
     else:
         assert math.isnan(r["R_minus"])
-    # The total-probability identity: Acc(D) = Acc(M)·R+ + (1 − Acc(M))·R-.
+    # The total-probability identity Acc(D) = Acc(M)·R+ + (1 − Acc(M))·R-: to rounding
+    # in floats, exactly in the rationals of the counts (an empty subset contributes 0).
     plus = 0.0 if math.isnan(r["R_plus"]) else r["R_plus"] * r["shallow_accuracy"]
     minus = 0.0 if math.isnan(r["R_minus"]) else r["R_minus"] * (1 - r["shallow_accuracy"])
     assert plus + minus == pytest.approx(r["deep_accuracy"], abs=1e-12)
+    t = {cell: int(value) for cell, value in contingency(shallow, deep).items()}
+    acc_m = Fraction(t["T01"] + t["T11"], n)
+    plus = acc_m * Fraction(t["T11"], t["T11"] + t["T01"]) if t["T11"] + t["T01"] else 0
+    minus = (1 - acc_m) * Fraction(t["T10"], t["T10"] + t["T00"]) if t["T10"] + t["T00"] else 0
+    assert plus + minus == Fraction(t["T10"] + t["T11"], n)
 
 
 def test_identity_holds_exactly_in_counts():
@@ -128,11 +135,17 @@ def test_identity_holds_exactly_in_counts():
     t = contingency(shallow, deep)
     r = ratios(t)
     n = 10
-    # In counts: N·Acc(D) = (T11 + T01)·R+ + (T10 + T00)·R-, with no rounding on either side
-    # once both are multiplied out: T11 + T10 = 4 + 2.
+    # Deep correct = (shallow-correct subset)·R+ + (shallow-wrong subset)·R-: 6 = 5·0.8 + 5·0.4.
     assert int(t["T11"]) + int(t["T10"]) == 6
     assert (t["T11"] + t["T01"]) * r["R_plus"] == 4.0 and (t["T10"] + t["T00"]) * r["R_minus"] == 2.0
     assert r["deep_accuracy"] == 6 / n and r["shallow_accuracy"] == 5 / n
+    # In floats the identity holds to rounding (0.5·0.8 + 0.5·0.4 ≠ 0.6 in binary) ...
+    assert r["deep_accuracy"] == pytest.approx(
+        r["shallow_accuracy"] * r["R_plus"] + (1 - r["shallow_accuracy"]) * r["R_minus"], abs=1e-15
+    )
+    # ... and exactly in the rationals the counts define.
+    acc_m, r_plus, r_minus = Fraction(5, 10), Fraction(4, 5), Fraction(2, 5)
+    assert acc_m * r_plus + (1 - acc_m) * r_minus == Fraction(6, 10)
     assert r["R_plus"] == 4 / 5 and r["R_minus"] == 2 / 5 and r["R"] == 2.0
 
 
@@ -249,6 +262,17 @@ def test_svm_approximation_is_announced(digits):
     assert "APPROXIMATE" in fit.description and "Nystroem" in fit.description
     assert f"{len(X_train)} training examples > exact_svm_limit=500" in fit.description
     assert (fit.predictions == y_test).mean() > 0.8
+
+
+def test_svm_approximation_with_sgd_is_announced(digits):
+    X_train, X_test, y_train, y_test = digits
+    fit = fit_shallow(
+        "svm", X_train, y_train, X_test, exact_svm_limit=500, nystroem_components=400, linear_solver="sgd"
+    )
+    assert fit.approximate and "SGDClassifier(hinge" in fit.description
+    assert (fit.predictions == y_test).mean() > 0.8
+    with pytest.raises(ConfigError, match="linear_solver"):
+        fit_shallow("svm", X_train, y_train, X_test, linear_solver="lbfgs")
 
 
 def test_forest_is_reproducible_from_the_seed(digits):

@@ -58,7 +58,7 @@ def check_against_reference(predicted, answers):
 
 
 @given(knn_cases(), st.integers(1, 9))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 def test_knn_matches_brute_force(case, batch_size):
     support, labels, query, k, num_classes = case
     predicted = knn_predict(
@@ -152,7 +152,7 @@ def test_depth_by_hand():
     hnp.arrays(np.int64, (n_layers, 12), elements=st.integers(0, 2)),
     hnp.arrays(np.int64, 12, elements=st.integers(0, 2)),
 )))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 def test_depth_properties(case):
     probes, final = case
     n_layers = len(probes)
