@@ -37,6 +37,10 @@ class HeadNode:
             "ray", "start", "--head", "--block", f"--port={self.port}", f"--num-cpus={num_cpus}",
             "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}",
             "--include-dashboard=true", "--disable-usage-stats",
+            # The job agent's HTTP port is 52365 unless told otherwise: a second cluster
+            # on the machine would find it taken and answer every `ray job submit` with
+            # "No available agent to submit job".
+            f"--dashboard-agent-listen-port={free_port()}",
         ]
         # --block keeps `ray start` in the foreground; ending it stops this cluster's
         # processes and no other cluster on the machine (unlike `ray stop`).
