@@ -28,6 +28,9 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     _check_reachable(address)
     kwargs = {"namespace": NAMESPACE, "log_to_driver": True}
     if address is None and "RAY_ADDRESS" not in os.environ:
+        # "local": start a cluster of our own. A bare ray.init() would try to join the
+        # address in /tmp/ray/ray_current_cluster, which a stopped cluster leaves behind.
+        address = "local"
         kwargs.update(include_dashboard=False, num_cpus=num_cpus)
     try:
         ray.init(address=address, **kwargs)
