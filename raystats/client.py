@@ -12,7 +12,9 @@ import numpy as np
 import pandas as pd
 
 from raystats.errors import ClusterError, ConfigError, RunNotFoundError, StepNotFoundError
-from raystats.stats import chance_level, easy_set, hard_set, matching_rate, normalize_counts
+from raystats.stats import (
+    chance_level, easy_set, hard_set, matching_rate, merge_set_candidates, normalize_counts, set_size,
+)
 
 KINDS = ("loss", "count")
 WHICH = ("easy", "hard")
@@ -84,14 +86,12 @@ class Client:
     def easy(self, run_id: str, frac: float = 0.1, step: int | None = None, kind: str = "loss",
              split: str = "train") -> np.ndarray:
         """Example ids of the fraction ``frac`` easiest examples (ties by example_id)."""
-        ids, values, _ = self._easiness(run_id, step, kind, split)
-        return easy_set(values, _check_frac(frac), kind=kind, example_ids=ids)
+        return self._set(run_id, "easy", frac, step, kind, split)
 
     def hard(self, run_id: str, frac: float = 0.1, step: int | None = None, kind: str = "loss",
              split: str = "train") -> np.ndarray:
         """Example ids of the fraction ``frac`` hardest examples (ties by example_id)."""
-        ids, values, _ = self._easiness(run_id, step, kind, split)
-        return hard_set(values, _check_frac(frac), kind=kind, example_ids=ids)
+        return self._set(run_id, "hard", frac, step, kind, split)
 
     def matching_rate(self, run_a: str, run_b: str, which: str = "easy", frac: float = 0.1,
                       step: int | None = None, step_b: int | None = None, kind: str = "loss",
@@ -148,6 +148,36 @@ class Client:
         return pd.concat(parts, ignore_index=True)
 
     # ---- helpers ------------------------------------------------------------------------------
+    def _set(self, run_id, which, frac, step, kind, split) -> np.ndarray:
+        """An easy or hard set from the shards' own top k, merged here: one round trip.
+
+        Each shard sends its ``k = set_size(N_split, frac)`` best (an upper bound of the
+        set size ``K``, which counts only examples with a value) and how many of its
+        examples have a value; ``merge_set_candidates`` keeps the K best of the union,
+        ties by example_id — the same set one actor holding every row would give.
+        """
+        _check_choice("kind", kind, KINDS)
+        frac = _check_frac(frac)
+        self._check_split(run_id, split)
+        k = set_size(_sizes(self._info(run_id))[split], frac)
+        if step is not None:
+            answers = self._ask_or_explain(run_id, split, step, "set_candidates", split, step, k, kind, which)
+        else:
+            answers = self._ask(run_id, "set_candidates", split, None, k, kind, which)
+            if len({answer[0] for answer in answers}) != 1 or answers[0][0] is None:
+                # Shards mid-ingest disagree on their last step: ask again at the run's.
+                step = self._resolve_step(run_id, None, split)
+                answers = self._ask(run_id, "set_candidates", split, step, k, kind, which)
+        return merge_set_candidates([answer[1:] for answer in answers], frac, which, kind)
+
+    def _ask_or_explain(self, run_id, split, step, method, *args) -> list:
+        """``_ask``, turning a shard's missing step into the run's list of logged steps."""
+        try:
+            return self._ask(run_id, method, *args)
+        except StepNotFoundError:
+            self._resolve_step(run_id, step, split)  # raises, naming the run's steps
+            raise
+
     def _easiness(self, run_id, step, kind, split, trials=None):
         _check_choice("kind", kind, KINDS)
         step = self._resolve_step(run_id, step, split)

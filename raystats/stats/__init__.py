@@ -31,6 +31,8 @@ from raystats.stats.sets import (
     extremes,
     hard_set,
     merge_extremes,
+    merge_set_candidates,
+    set_candidates,
     set_size,
 )
 
@@ -39,7 +41,7 @@ __all__ = [
     "area_under_margin", "chance_level", "check_frac", "correct_counts", "count_easiness",
     "data_map", "easy_and_hard_sets", "easy_set", "el2n_score", "extremes",
     "forgetting_events", "from_tables", "hard_set", "iteration_learned", "loss_easiness",
-    "matching_curve", "matching_rate", "merge_extremes", "normalize_counts", "self_agreement",
-    "set_size",
+    "matching_curve", "matching_rate", "merge_extremes", "merge_set_candidates", "normalize_counts",
+    "self_agreement", "set_candidates", "set_size",
     "trial_counts",
 ]

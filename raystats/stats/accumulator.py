@@ -27,7 +27,7 @@ import pyarrow as pa
 from raystats.errors import ConfigError, SchemaError, StepNotFoundError
 from raystats.stats import dynamics
 from raystats.stats.easiness import correct_counts, count_easiness, loss_easiness, trial_counts
-from raystats.stats.sets import KINDS, easy_set, extremes, hard_set
+from raystats.stats.sets import KINDS, easy_set, extremes, hard_set, set_candidates
 
 FLOAT_MATRICES = ("loss", "margin", "p_true", "el2n")
 MATRICES = FLOAT_MATRICES + ("correct", "present")
@@ -99,8 +99,8 @@ class LogAccumulator:
         ------
         SchemaError
             If the batch lacks a log column or has one of the wrong type, holds nulls,
-            mixes trials or steps, repeats an example_id, or names a trial outside
-            ``0 .. M-1``. Nothing is changed then.
+            mixes trials or steps, repeats an example_id, names a trial outside
+            ``0 .. M-1``, or holds NaN or infinite statistics. Nothing is changed then.
         """
         key = tuple(key) if isinstance(key, list) else key
         if key in self._keys:
@@ -114,6 +114,9 @@ class LogAccumulator:
                 f"batch {key!r} mixes (trial, step) pairs {sorted(identities)}; one batch must "
                 "hold the rows of one trial at one step"
             )
+        for _, _, rows in writes:
+            if rows is not None:
+                _check_finite(rows[1], rows[2], key)
         for trial, step, rows in writes:
             # A batch of step s makes s a logged step even when none of its rows fall in
             # this range: range shards fed the same batches then list the same steps,
@@ -123,6 +126,17 @@ class LogAccumulator:
                 self._write(matrices, trial, *rows)
         self._keys.add(key)
         return True
+
+    def add_step(self, step: int) -> None:
+        """Make ``step`` a logged step, all of its cells absent, if it is not one yet.
+
+        A range shard that a (trial, step) part skipped (no id of its range in the part)
+        still lists the step, as the shards that got rows do.
+        """
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
+            raise ConfigError(f"step={step!r} is not accepted: expected an integer")
+        if int(step) not in self._matrices:
+            self._allocate(int(step))
 
     def _plan(self, batch: pa.RecordBatch):
         """Check one record batch; return (trial, step, rows to write or None)."""
@@ -292,6 +306,17 @@ class LogAccumulator:
         ids, values, largest = self._ranking_values(step, kind)
         return extremes(values, k, largest=not largest, example_ids=ids)
 
+    def set_candidates(self, step: int, k: int, which: str, kind: str = "loss"):
+        """This range's candidates for the split's easy or hard set at ``step``.
+
+        ``(ids, values, n_finite)`` of :func:`~raystats.stats.sets.set_candidates`:
+        its ``k`` best by the loss form, or by the raw count ``c_i`` for ``kind="count"``.
+        ``merge_set_candidates`` over every range shard's answer equals :meth:`easy` /
+        :meth:`hard` of one accumulator that holds the whole split.
+        """
+        ids, values, _ = self._ranking_values(step, kind)
+        return set_candidates(values, k, which, kind, example_ids=ids)
+
     def _ranking_values(self, step, kind):
         """Values that order easiness identically in every shard, and whether high = easy."""
         if _check_kind(kind) == "loss":
@@ -436,6 +461,23 @@ def _strictly_increasing(ids: np.ndarray) -> bool:
         if not (block[1:] > block[:-1]).all():
             return False
     return True
+
+
+def _check_finite(columns: dict, rows, key: Hashable) -> None:
+    """Refuse a batch with NaN or infinite statistics in this range, naming it.
+
+    Runs before anything is written, so nothing of the batch is folded in. One sum per
+    column is the fast test (a NaN or inf anywhere makes it non-finite); only then is
+    each value checked, so a sum that merely overflowed is not refused.
+    """
+    for name in FLOAT_MATRICES:
+        values = columns[name].to_numpy()[rows]
+        if not np.isfinite(values.sum()) and not np.isfinite(values).all():
+            bad = int((~np.isfinite(values)).sum())
+            raise SchemaError(
+                f"batch {key!r} has {bad} NaN or infinite {name!r} values; refusing to fold "
+                "them into statistics"
+            )
 
 
 def _single_value(column: pa.Array, name: str) -> int:

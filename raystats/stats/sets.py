@@ -26,6 +26,7 @@ import numpy as np
 from raystats.errors import ConfigError
 
 KINDS = ("loss", "count")
+WHICH = ("easy", "hard")
 
 
 def set_size(n: int, frac: float) -> int:
@@ -170,6 +171,71 @@ def merge_extremes(
     return extremes(values, k, largest, example_ids=ids)
 
 
+def set_candidates(
+    easiness, k: int, which: str, kind: str = "loss", example_ids=None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """What one example-range shard sends for an easy (or hard) set: its ``k`` best.
+
+    ``easiness`` must order examples as the whole split does: the loss form itself, or
+    for ``kind="count"`` the raw correct counts ``c_i`` (NaN where no trial logged the
+    example) — ``c_i / max_j c_j`` divides every shard by the same global maximum, so
+    raw counts rank exactly like the count form and no shard needs that maximum.
+
+    Parameters
+    ----------
+    easiness : (N,) float array
+    k : int
+        An upper bound of the global set size, e.g. ``set_size(N_split, frac)``.
+    which : {"easy", "hard"}
+    kind : {"loss", "count"}
+    example_ids : (N,) int array, optional
+
+    Returns
+    -------
+    ids : int64 array, ascending
+    values : float64 array, aligned with ``ids``
+    n_finite : int
+        How many of the shard's examples have a value; the client sums these to get the
+        ``N`` of ``K = max(1, round(frac · N))``.
+    """
+    values, ids = _finite(easiness, example_ids)
+    chosen = extremes(values, k, _largest(which, kind), example_ids=ids)
+    return chosen[0], chosen[1], len(values)
+
+
+def merge_set_candidates(candidates, frac: float, which: str, kind: str = "loss") -> np.ndarray:
+    """The easy (or hard) set of a whole split from its shards' :func:`set_candidates`.
+
+    ``K = max(1, round(frac · Σ n_finite))``; the ``K`` best of the union of the shards'
+    candidates, ties to the lower example_id. Exact — equal to :func:`easy_set` /
+    :func:`hard_set` on the concatenated easiness — when the shards own disjoint id
+    ranges and each was asked for at least ``K`` (a shard with fewer values sends all).
+
+    Raises
+    ------
+    ConfigError
+        If a shard sent fewer than ``min(K, its n_finite)`` candidates: it was asked for
+        too few, and the merged set would be wrong.
+
+    Examples
+    --------
+    >>> shards = [set_candidates(np.array([0.3, 0.1]), 2, "easy", example_ids=np.array([0, 1])),
+    ...           set_candidates(np.array([0.2, 0.1]), 2, "easy", example_ids=np.array([2, 3]))]
+    >>> merge_set_candidates(shards, 0.5, "easy")
+    array([1, 3])
+    """
+    candidates = list(candidates)
+    k = set_size(sum(int(c[2]) for c in candidates), frac)
+    for shard, (ids, _, n_finite) in enumerate(candidates):
+        if len(ids) < min(k, int(n_finite)):
+            raise ConfigError(
+                f"shard {shard} sent {len(ids)} candidates for a set of {k}; each shard must "
+                f"send its min(K, n_finite) = {min(k, int(n_finite))} best"
+            )
+    merged, _ = merge_extremes(((c[0], c[1]) for c in candidates), k, _largest(which, kind))
+    return merged
+
+
 # ---- selection ------------------------------------------------------------------------
 
 
@@ -239,6 +305,13 @@ def _finite(easiness, example_ids) -> tuple[np.ndarray, np.ndarray]:
         keep = ~missing
         values, ids = values[keep], ids[keep]
     return values, ids
+
+
+def _largest(which: str, kind: str) -> bool:
+    """Whether the set takes the largest values: easy by counts, or hard by losses."""
+    if which not in WHICH:
+        raise ConfigError(f"which={which!r} is not accepted: expected one of {WHICH}")
+    return (which == "easy") == (_check_kind(kind) == "count")
 
 
 def _check_kind(kind: str) -> str:
