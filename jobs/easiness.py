@@ -36,6 +36,20 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is not an integer >= 0")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number >= 0")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -52,15 +66,24 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd",
                    help="sgd: momentum 0.9, lr 0.1 ÷10 at milestones; adamw: lr 1e-3, cosine")
     p.add_argument("--lr", type=positive_float, default=None)
-    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--weight-decay", type=non_negative_float, default=None)
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=False,
                    help="translate by --translate-pixels and flip horizontally")
-    p.add_argument("--translate-pixels", type=int, default=4)
+    p.add_argument("--translate-pixels", type=non_negative_int, default=4)
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--log-test", action=argparse.BooleanOptionalAction, default=True,
                    help="also log every test example at each logging step")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--workers", type=positive_int, default=2, help="Ray Train workers")
+    p.add_argument("--workers-per-trial", type=positive_int, default=1,
+                   help="G: train each trial data-parallel (DDP) over G workers; --workers must be "
+                        "a multiple of G, and W/G trials train at once (docs/cluster.md)")
+    p.add_argument("--rows-per-part", type=positive_int, default=None,
+                   help="rows per Parquet log part (default 1,048,576); smaller parts let the "
+                        "workers of a trial group share the evaluation of small data sets")
+    p.add_argument("--shard-bytes", type=positive_int, default=None,
+                   help="memory bound of one aggregator shard; K is the fewest shards that fit "
+                        "(default 2 GiB; docs/architecture.md)")
     p.add_argument("--gpu", action="store_true", help="one GPU per worker")
     p.add_argument("--ensemble", choices=ENSEMBLE_MODES, default="auto",
                    help="how a worker trains its trials: auto picks the faster path")
@@ -80,8 +103,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         log_every=args.log_every, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
         optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay, augment=args.augment,
         translate_pixels=args.translate_pixels, flip=args.flip, log_test=args.log_test,
-        seed=args.seed, workers=args.workers, use_gpu=args.gpu, ensemble=args.ensemble,
-        compile=args.compile,
+        seed=args.seed, workers=args.workers, workers_per_trial=args.workers_per_trial,
+        use_gpu=args.gpu, ensemble=args.ensemble, compile=args.compile, rows_per_part=args.rows_per_part,
+        shard_bytes=args.shard_bytes,
     )
 
 

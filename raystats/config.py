@@ -54,14 +54,24 @@ class RunConfig:
     log_test: bool = True
     seed: int = 0
     workers: int = 2
+    # G workers train one trial together (DDP); W/G trials train concurrently.
+    workers_per_trial: int = 1
     use_gpu: bool = False
     ensemble: str = "auto"
     compile: bool = False
     corrupt_labels: tuple[tuple[int, int], ...] = ()
     subset: tuple[int, ...] | None = None
+    # Rows per Parquet log part; None: raystats.service.layout.ROWS_PER_PART.
+    rows_per_part: int | None = None
+    # Memory bound of one aggregator shard in bytes: K is the fewest shards that fit;
+    # None: raystats.service.layout.DEFAULT_SHARD_BYTES (2 GiB).
+    shard_bytes: int | None = None
 
     def __post_init__(self) -> None:
         validate_run_id(self.run_id)
+        _check_names(self.dataset, self.arch)
+        _check(self.data_root is None or (isinstance(self.data_root, str) and self.data_root != ""),
+               "data_root", self.data_root, "a folder path, or None for the default place")
         _check(isinstance(self.trials, int) and self.trials >= 1, "trials", self.trials, "an integer >= 1")
         _check(_positive(self.epochs), "epochs", self.epochs, "a number > 0")
         _check(_positive(self.log_every), "log_every", self.log_every, "a number of epochs > 0")
@@ -74,8 +84,9 @@ class RunConfig:
         _check(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, f"one of {OPTIMIZERS}")
         _check(self.lr is None or _positive(self.lr), "lr", self.lr, "a number > 0")
         _check(
-            self.weight_decay is None or (_number(self.weight_decay) and self.weight_decay >= 0),
-            "weight_decay", self.weight_decay, "a number >= 0",
+            self.weight_decay is None
+            or (_number(self.weight_decay) and 0 <= self.weight_decay < float("inf")),
+            "weight_decay", self.weight_decay, "a finite number >= 0",
         )
         _check(
             all(_number(m) and 0 < m < 1 for m in self.milestones),
@@ -88,6 +99,33 @@ class RunConfig:
         _check(isinstance(self.seed, int) and self.seed >= 0, "seed", self.seed, "an integer >= 0")
         _check(isinstance(self.workers, int) and self.workers >= 1, "workers", self.workers, "an integer >= 1")
         _check(self.ensemble in ENSEMBLE_MODES, "ensemble", self.ensemble, f"one of {ENSEMBLE_MODES}")
+        for name in ("augment", "flip", "log_test", "use_gpu", "compile"):
+            _check(isinstance(getattr(self, name), bool), name, getattr(self, name), "True or False")
+        _check(
+            self.subset is None or (len(self.subset) > 0 and all(_index(i) for i in self.subset)),
+            "subset", _short(self.subset), "None (every example) or a non-empty list of example ids >= 0",
+        )
+        _check(
+            all(len(pair) == 2 and _index(pair[0]) and _index(pair[1]) for pair in self.corrupt_labels),
+            "corrupt_labels", _short(self.corrupt_labels), "(example_id, new label) pairs of integers >= 0",
+        )
+        _check(
+            _count(self.workers_per_trial), "workers_per_trial", self.workers_per_trial, "an integer >= 1"
+        )
+        _check(
+            self.workers % self.workers_per_trial == 0, "workers", self.workers,
+            f"a multiple of workers_per_trial={self.workers_per_trial} (each trial group has "
+            f"exactly that many workers), e.g. {self.workers_per_trial * (self.workers // self.workers_per_trial + 1)}",
+        )
+        _check(
+            self.workers_per_trial == 1 or self.ensemble != "vmap", "ensemble", self.ensemble,
+            "'auto' or 'loop' with workers_per_trial > 1: a vmap ensemble trains several "
+            "trials in one process, a trial group spreads one trial over several",
+        )
+        _check(self.rows_per_part is None or _count(self.rows_per_part), "rows_per_part", self.rows_per_part,
+               "an integer >= 1, or None for the default")
+        _check(self.shard_bytes is None or _count(self.shard_bytes), "shard_bytes", self.shard_bytes,
+               "a number of bytes >= 1 per aggregator shard, or None for the default (2 GiB)")
 
     @property
     def learning_rate(self) -> float:
@@ -125,8 +163,32 @@ class RunConfig:
         return dataclasses.replace(self, **changes)
 
 
+def _check_names(dataset: object, arch: object) -> None:
+    """Unknown names fail here, before a run touches the store or the cluster."""
+    from raystats.data import DATASETS  # imported late: they import torch
+    from raystats.models import ARCHITECTURES
+
+    _check(dataset in DATASETS, "dataset", dataset, f"one of {DATASETS}")
+    _check(arch in ARCHITECTURES, "arch", arch, f"one of {ARCHITECTURES}")
+
+
+def _index(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _short(values: object) -> object:
+    """A long tuple cut for an error message."""
+    if isinstance(values, tuple) and len(values) > 6:
+        return f"({', '.join(map(repr, values[:6]))}, ... {len(values)} items)"
+    return values
+
+
 def _number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _positive(value: object) -> bool:

@@ -11,6 +11,11 @@ gs://). Writes never leave a half-written file visible: on a local disk a file i
 written under a hidden temporary name and renamed into place (rename replaces
 atomically); on object stores an object only appears when its upload completes.
 Writing the same (trial, step, part) twice replaces the file, never duplicates it.
+
+A part damaged on disk (truncated by a full disk, a killed copy) is refused by name.
+Recovery: delete the part and the run's ``checkpoints/`` folder, then resubmit the job
+with ``--resume``; the trials retrain from their seeds and rewrite the same rows
+(tests/test_faults.py does exactly this).
 """
 
 from __future__ import annotations
@@ -32,6 +37,13 @@ from raystats.errors import RunExistsError, RunNotFoundError, StoreError
 from raystats.schema import LOG_SCHEMA, SCHEMA_VERSION, validate_table
 
 _LOG_PATH = re.compile(r"trial=(\d+)/step=(\d+)/part-(\d+)\.parquet")
+# Every part is a deterministic function of (config, seed, trial, step): retraining the
+# trial from its seed writes the same rows under the same name.
+_RECOVERY = (
+    "to recover, delete this file and the checkpoints/ folder of its run, then resubmit the "
+    "job with --resume: trials without a checkpoint retrain from their seeds and rewrite "
+    "identical rows"
+)
 RUN_STATUSES = ("created", "running", "finished", "failed")
 
 # Why these encodings: rows are sorted by example_id, so its deltas are all 1 and
@@ -238,9 +250,16 @@ class RunStore:
             self.fs.delete_file(path)
 
     # ---- logs --------------------------------------------------------------------------
-    def write_log(self, run_id: str, table: pa.Table, trial: int, step: int, part: int = 0) -> str:
-        """Write one part of a (trial, step) evaluation; the same key replaces, never duplicates."""
+    def write_log(
+        self, run_id: str, table: pa.Table, trial: int, step: int, part: int = 0, metadata: dict | None = None
+    ) -> str:
+        """Write one part of a (trial, step) evaluation; the same key replaces, never duplicates.
+
+        ``metadata``: extra Parquet key-value metadata (e.g. which worker wrote the part).
+        """
         table = validate_table(table, f"rows for trial={trial} step={step} part={part}")
+        if metadata:
+            table = table.replace_schema_metadata({**table.schema.metadata, **metadata})
         buffer = io.BytesIO()
         pq.write_table(
             table,
@@ -286,7 +305,9 @@ class RunStore:
         except FileNotFoundError:
             raise StoreError(f"{path} does not exist") from None
         except (OSError, pa.ArrowException) as error:
-            raise StoreError(f"{path} is not a readable Parquet file (truncated?): {error}") from None
+            raise StoreError(
+                f"{path} is not a readable Parquet file (truncated?): {error}; {_RECOVERY}"
+            ) from None
         table = validate_table(table, path)
         return table.replace_schema_metadata(LOG_SCHEMA.metadata)
 

@@ -1,13 +1,17 @@
 """The easiness run on Ray: M trials on Ray Train workers, rows to the store, then to
 the aggregator shards, progress to the terminal and the job log.
 
-Trial m trains on worker m mod W; trials are independent (no gradient sync). Each
+Trial m trains on worker m mod W; trials are independent (no gradient sync). With
+workers_per_trial G > 1, trial m trains data-parallel on trial group m mod (W/G) instead
+(raystats.train.ddp), and each rank of the group writes the log parts it evaluated. Each
 trial checkpoints into the run store at its logging steps; when a worker dies, Ray
 Train's FailureConfig restarts the group and each trial resumes from its checkpoint.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import sys
 import threading
 import time
@@ -28,10 +32,11 @@ from raystats.errors import DataError, RaystatsError, RunNotFoundError
 from raystats.schema import make_log_table
 from raystats.service.aggregator import start_aggregators
 from raystats.service.cluster import ensure_ray
-from raystats.service.layout import choose_shards, part_ranges
+from raystats.service.layout import DEFAULT_SHARD_BYTES, ShardPlan, choose_shards, part_ranges
 from raystats.service.names import NAMESPACE
 from raystats.service.registry import get_registry
 from raystats.store import RunStore
+from raystats.train.ddp import GroupPlan, join_trial_group
 from raystats.train.ensemble import train_ensemble
 from raystats.train.trial import Schedule, TrialData, train_trial
 
@@ -42,23 +47,43 @@ class StoreAndForward:
     """The log sink of a training worker: write the part to the store, then ingest it.
 
     Store first: a shard that dies between the two rebuilds the part from the store,
-    and the retried ingest is then a duplicate that changes nothing.
+    and the retried ingest is then a duplicate that changes nothing. Ingest is routed:
+    shard k is sent only the part's rows in its example-id range (``ShardPlan.route``).
     """
 
-    def __init__(self, store: RunStore, run_id: str, shards: list, n_train: int):
+    def __init__(self, store: RunStore, run_id: str, shards: list, n_train: int,
+                 rows_per_part: int | None = None, writer: str | None = None):
         self.store, self.run_id, self.shards, self.n_train = store, run_id, shards, n_train
+        # writer: which worker this is, kept in each part's Parquet metadata.
+        self.rows_per_part, self.writer = rows_per_part, writer
+
+    def parts(self, split: str, n_rows: int) -> list[tuple[int, int, int]]:
+        return part_ranges(split, n_rows, self.n_train, self.rows_per_part)
 
     def __call__(self, trial, step, epoch, split, example_ids, labels, metrics) -> None:
-        for part, start, stop in part_ranges(split, len(example_ids), self.n_train):
+        for part, start, stop in self.parts(split, len(example_ids)):
             rows = slice(start, stop)
-            table = make_log_table(
-                example_id=example_ids[rows], trial=trial, step=step, epoch=epoch, split=split,
-                label=labels[rows], pred=metrics["pred"][rows], loss=metrics["loss"][rows],
-                margin=metrics["margin"][rows], p_true=metrics["p_true"][rows],
-                el2n=metrics["el2n"][rows],
-            )
-            self.store.write_log(self.run_id, table, trial, step, part)
-            ray.get([shard.ingest.remote((trial, step, part), split, table) for shard in self.shards])
+            self.write_part(trial, step, epoch, split, part, example_ids[rows], labels[rows],
+                            {name: values[rows] for name, values in metrics.items()})
+
+    def write_part(self, trial, step, epoch, split, part, example_ids, labels, metrics) -> None:
+        table = make_log_table(
+            example_id=example_ids, trial=trial, step=step, epoch=epoch, split=split,
+            label=labels, pred=metrics["pred"], loss=metrics["loss"], margin=metrics["margin"],
+            p_true=metrics["p_true"], el2n=metrics["el2n"],
+        )
+        metadata = None if self.writer is None else {"raystats.writer": self.writer}
+        self.store.write_log(self.run_id, table, trial, step, part, metadata=metadata)
+        # Each shard gets only the rows of its example-id range (maybe none: the part's
+        # step is still logged there), never the whole part.
+        pieces = self.plan.route(split, table) if self.shards else []
+        ray.get([shard.ingest.remote((trial, step, part), split, piece)
+                 for shard, piece in zip(self.shards, pieces)])
+
+    @functools.cached_property
+    def plan(self) -> ShardPlan:
+        """The shards' plan, asked of shard 0 once: rows are routed by it."""
+        return ray.get(self.shards[0].plan.remote())
 
 
 class StoreCheckpoints:
@@ -87,7 +112,13 @@ def _print_progress(update: dict) -> None:
 
 
 def train_loop_per_worker(loop_config: dict) -> None:
-    """Ray Train entry point: train the trials m ≡ rank (mod world size)."""
+    """Ray Train entry point: train this worker's trials.
+
+    Workers per trial G = 1: trial m on worker m mod W, one after another. G > 1: the
+    worker joins trial group g = rank // G and trains, together with the group's other
+    ranks, the trials m ≡ g (mod W/G) data-parallel (raystats.train.ddp); each rank
+    writes the log parts it evaluated itself.
+    """
     config = RunConfig.from_dict(loop_config["config"])
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
@@ -102,25 +133,41 @@ def train_loop_per_worker(loop_config: dict) -> None:
     data = TrialData.build(dataset, config, device)
     store = RunStore(loop_config["storage"])
     shards = [ray.get_actor(name, namespace=NAMESPACE) for name in loop_config["shards"]]
-    sink = StoreAndForward(store, config.run_id, shards, len(dataset.train.labels))
+    plan = GroupPlan(world, config.workers_per_trial)
+    group = join_trial_group(plan, rank)
+    writer = f"world rank {rank}/{world}, trial group {plan.group_of(rank)} rank {group.rank}/{group.size}, " \
+             f"pid {os.getpid()}, node {ray.util.get_node_ip_address()}"
+    sink = StoreAndForward(store, config.run_id, shards, len(dataset.train.labels),
+                           rows_per_part=config.rows_per_part, writer=writer)
     checkpoints = StoreCheckpoints(store, config.run_id)
-    trials = list(range(rank, config.trials, world))
-    path = choose_path(config.ensemble, device, len(trials), config.batch_size)
-    print(f"worker {rank}/{world} on {device}: trials {trials}, {path} path "
-          f"({PATH_REASONS[path if config.ensemble == 'auto' else 'asked']})", flush=True)
+    trials = plan.trials(plan.group_of(rank), config.trials)
+    mode = config.ensemble if group.size == 1 else "loop"
+    path = choose_path(mode, device, len(trials), config.batch_size)
+    reason = PATH_REASONS[path if config.ensemble == "auto" and group.size == 1 else "asked"]
+    print(f"worker {rank}/{world} on {device}: trials {trials}, {path} path ({reason})", flush=True)
+    if group.size > 1:
+        print(f"worker {rank}/{world}: rank {group.rank} of trial group {plan.group_of(rank)} "
+              f"(workers {plan.ranks(plan.group_of(rank))}), DDP over {group.size} workers; "
+              f"writes log parts k with k mod {group.size} == {group.rank}", flush=True)
     if path == "vmap":
         train_ensemble(config, data, trials, device, sink, checkpoints, _print_progress)
     else:
         for trial in trials:
-            train_trial(config, data, trial, device, sink, checkpoints, _print_progress)
+            train_trial(config, data, trial, device, sink, checkpoints, _print_progress, group)
     ray.train.report({"trials_done": len(trials)})
 
 
 PATH_REASONS = {
     "loop": "on CPU, or with large per-trial batches, one trial after another measured faster (benchmarks/ensemble.py)",
     "vmap": "on a GPU with small per-trial batches one vmap-ed ensemble fills the device",
-    "asked": "chosen by --ensemble",
+    "asked": "chosen by --ensemble, or one trial per group with --workers-per-trial > 1",
 }
+
+
+def trainer_workers(config: RunConfig) -> int:
+    """Ray Train workers to start: whole trial groups, no more groups than trials."""
+    groups = min(config.workers // config.workers_per_trial, config.trials)
+    return groups * config.workers_per_trial
 
 
 VMAP_MAX_BATCH = 256
@@ -188,7 +235,8 @@ def _expected_parts(info: dict) -> int:
     sizes = {"train": info["dataset"]["n_train"]}
     if info["config"]["log_test"]:
         sizes["test"] = info["dataset"]["n_test"]
-    n_parts = sum(len(part_ranges(split, n, info["dataset"]["n_train"])) for split, n in sizes.items())
+    rows_per_part = info["config"].get("rows_per_part")
+    n_parts = sum(len(part_ranges(split, n, info["dataset"]["n_train"], rows_per_part)) for split, n in sizes.items())
     return info["config"]["trials"] * len(info["schedule"]["log_steps"]) * n_parts
 
 
@@ -215,19 +263,27 @@ def run_easiness(
 ) -> RunSummary:
     """Train ``config.trials`` trials on Ray and log every example at every logging step."""
     config, store, info = prepare_run(config, storage, resume)
-    ensure_ray(address)
-    info = store.create_run(config.run_id, info)
     sizes = {"train": info["dataset"]["n_train"]}
     if config.log_test:
         sizes["test"] = info["dataset"]["n_test"]
-    plan = choose_shards(sizes, config.trials, len(info["schedule"]["log_steps"]))
-    shards = start_aggregators(store.storage, config.run_id, plan, config.trials)
+    n_steps = len(info["schedule"]["log_steps"])
+    # Before the cluster and the store: a budget too small for one example fails here.
+    plan = choose_shards(sizes, config.trials, n_steps, config.shard_bytes)
+    ensure_ray(address)
+    info = store.create_run(config.run_id, info)
+    bound = plan.bytes_per_shard(config.trials, n_steps)
+    print(f"aggregation: {plan.n_shards} shard(s) by example_id range, at most {bound:,} bytes "
+          f"each ({config.trials} trials x {n_steps} steps x 18 B per example; budget "
+          f"{config.shard_bytes or DEFAULT_SHARD_BYTES:,} B)", flush=True)
+    shards = start_aggregators(store.storage, config.run_id, plan, config.trials, bound)
     registry = get_registry()
     ray.get(registry.register.remote(
         config.run_id, dict(info, storage=store.storage, status="running", shards=plan.n_shards)
     ))
     store.set_status(config.run_id, "running", shards=plan.n_shards)
-    workers = min(config.workers, config.trials)
+    workers = trainer_workers(config)
+    if config.workers_per_trial > 1:
+        print("\n".join(GroupPlan(workers, config.workers_per_trial).describe(config.trials)), flush=True)
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={

@@ -15,11 +15,11 @@ from typing import Callable, Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from raystats.config import RunConfig
 from raystats.data import Dataset, augment, global_contrast_normalize, to_float
 from raystats.models import build_model
+from raystats.train.ddp import SOLO, TrialGroup, share
 from raystats.train.evaluate import autocast, configure_device, default_eval_batch, evaluate_examples
 
 _INIT, _ORDER, _AUGMENT = 1, 2, 3
@@ -105,6 +105,21 @@ class LogSink(Protocol):
     ) -> None: ...
 
 
+class PartSink(LogSink, Protocol):
+    """A sink that also writes single log parts: what a rank of a trial group needs.
+
+    ``parts`` cuts a split's rows into (part, start, stop) with keys that do not depend
+    on how many ranks share the evaluation, so a part written again replaces itself.
+    """
+
+    def parts(self, split: str, n_rows: int) -> list[tuple[int, int, int]]: ...
+
+    def write_part(
+        self, trial: int, step: int, epoch: float, split: str, part: int,
+        example_ids: np.ndarray, labels: np.ndarray, metrics: dict[str, np.ndarray],
+    ) -> None: ...
+
+
 class CheckpointStore(Protocol):
     def save(self, trial: int, payload: bytes) -> None: ...
     def load(self, trial: int) -> bytes | None: ...
@@ -177,6 +192,27 @@ def log_examples(
         )
 
 
+def log_share(
+    model: torch.nn.Module, data: TrialData, trial: int, step: int, epoch: float,
+    sink: PartSink, eval_batch: int, group: TrialGroup,
+) -> None:
+    """This rank's share of a logging step: evaluate its parts of each split and write them.
+
+    Part k goes to group rank k mod G, so the ranks evaluate disjoint rows and each
+    writes its own rows to the store; no rank ever holds another's.
+    """
+    splits = [("train", data.train_images, data.train_labels, data.train_ids)]
+    if data.test_images is not None:
+        splits.append(("test", data.test_images, data.test_labels, np.arange(len(data.test_labels))))
+    for split, images, labels, example_ids in splits:
+        for part, start, stop in sink.parts(split, len(labels)):
+            if not group.owns_part(part):
+                continue
+            rows = slice(start, stop)
+            metrics = evaluate_examples(model, images[rows], labels[rows], eval_batch, preprocess)
+            sink.write_part(trial, step, epoch, split, part, example_ids[rows], labels[rows].cpu().numpy(), metrics)
+
+
 def save_state(model, optimizer, scheduler, step: int) -> bytes:
     buffer = io.BytesIO()
     torch.save(
@@ -208,26 +244,36 @@ def train_trial(
     sink: LogSink,
     checkpoints: CheckpointStore | None = None,
     progress: Progress | None = None,
+    group: TrialGroup = SOLO,
 ) -> int:
     """Train trial ``trial`` to the end of its schedule, logging at every logging step.
 
     Resumes from the trial's checkpoint when one exists. Returns the last step trained.
+
+    With a ``group`` of G > 1 ranks (raystats.train.ddp) every rank of the group calls
+    this for the same trial: the model is wrapped in DistributedDataParallel (batch norms
+    synchronized on a GPU, :meth:`TrialGroup.prepare`), each rank
+    trains on its share of the global batch and evaluates its share of the log parts
+    (``sink`` must then be a :class:`PartSink`); only group rank 0 writes checkpoints,
+    after every rank's rows of the step are in the store, and every rank resumes from it.
     """
     configure_device(device)
     n_train = len(data.train_labels)
     schedule = Schedule.from_config(config, n_train)
-    model = init_model(config, data, trial, device)
+    model = group.prepare(init_model(config, data, trial, device), device)
     # channels_last lets cuDNN pick its NHWC tensor-core kernels for bf16 convolutions.
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     optimizer, scheduler = make_optimizer(config, model, schedule.total_steps)
-    # torch.compile fuses the elementwise tail of each layer (BN, activation) into the
-    # convolutions' epilogues; one compilation serves every trial of the process.
-    forward = torch.compile(model) if config.compile else model
     step = 0
     saved = checkpoints.load(trial) if checkpoints is not None else None
     if saved is not None:
         step = restore_state(saved, model, optimizer, scheduler, device)
+    group.check_same_step(step, trial, device)
+    trained = group.wrap(model, device)
+    # torch.compile fuses the elementwise tail of each layer (BN, activation) into the
+    # convolutions' epilogues; one compilation serves every trial of the process.
+    forward = torch.compile(trained) if config.compile else trained
     eval_batch = config.eval_batch_size or default_eval_batch(device)
     log_steps = set(schedule.log_steps)
     model.train()
@@ -238,26 +284,36 @@ def train_trial(
         if epoch_index != order_epoch:
             order, order_epoch = epoch_order(config, trial, epoch_index, n_train, device), epoch_index
         inputs, labels = training_batch(config, data, trial, step, order, schedule.steps_per_epoch)
+        # Every rank draws the whole global batch (same order, same augmentation seeds)
+        # and keeps its share: the group then trains on exactly the single trial's batch.
+        batch_size = len(labels)
+        inputs, labels = share(inputs, group.rank, group.size), share(labels, group.rank, group.size)
         if inputs.dim() == 4:
             inputs = inputs.contiguous(memory_format=memory_format)
         with autocast(device):
-            loss = F.cross_entropy(forward(inputs), labels)
+            loss = group.loss(forward(inputs), labels, batch_size)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
         step += 1
-        images_seen += len(labels)
+        images_seen += batch_size
         losses.append(loss.detach())
         if step in log_steps:
-            log_examples(model, data, trial, step, schedule.epoch(step), sink, eval_batch)
-            if checkpoints is not None:
+            if group.size == 1:
+                log_examples(model, data, trial, step, schedule.epoch(step), sink, eval_batch)
+            else:
+                log_share(model, data, trial, step, schedule.epoch(step), sink, eval_batch, group)
+                # The checkpoint says "step T is done": only once every rank's parts are stored.
+                group.wait_for_all(device)
+            if checkpoints is not None and group.rank == 0:
                 checkpoints.save(trial, save_state(model, optimizer, scheduler, step))
-            if progress is not None:
+            train_loss = float(group.mean(torch.stack(losses).mean()))
+            if progress is not None and group.rank == 0:
                 elapsed = time.perf_counter() - started
                 progress({
                     "trial": trial, "step": step, "total_steps": schedule.total_steps,
-                    "epoch": schedule.epoch(step), "train_loss": float(torch.stack(losses).mean()),
+                    "epoch": schedule.epoch(step), "train_loss": train_loss,
                     "images_per_s": images_seen / max(elapsed, 1e-9),
                 })
             started, images_seen, losses = time.perf_counter(), 0, []
