@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import tempfile
 
-import ray
 from _common import machine
 
 from raystats.config import RunConfig
+from raystats.service.cluster import ensure_ray
 from raystats.service.easiness import run_easiness
 
 
@@ -29,7 +29,8 @@ def main() -> None:
     p.add_argument("--log-every", type=float, default=1.0)
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args()
-    ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False, namespace="raystats")
+    # A cluster of our own (address="local"), never one another process left in /tmp/ray.
+    ensure_ray(None, num_cpus=args.workers)
     with tempfile.TemporaryDirectory() as storage:
         base = dict(dataset=args.dataset, arch=args.arch, workers=args.workers)
         startup = run_easiness(RunConfig(run_id="startup", trials=1, epochs=1e-6, log_test=False, **base),

@@ -17,6 +17,35 @@ import pytest
 
 os.environ["RAY_AUTH_MODE"] = "token"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def ensure_auth_token() -> str:
+    """Path of the token `ray start` reads (~/.ray/auth_token), created once if missing.
+
+    A fresh machine has none, and `ray start` with RAY_AUTH_MODE=token refuses to start
+    without one. Created by hard-linking a fully written file: two test sessions that
+    race both end up with the same token, never a half-written or replaced one.
+    """
+    import secrets
+
+    path = os.path.expanduser("~/.ray/auth_token")
+    if os.environ.get("RAY_AUTH_TOKEN") or os.path.exists(path):
+        return path
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "w") as handle:
+        handle.write(secrets.token_hex(32))
+    os.chmod(temporary, 0o600)
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(temporary)
+    return path
+
+
+ensure_auth_token()
 FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
 

@@ -146,8 +146,11 @@ def test_training_worker_killed_mid_run_gives_the_undisturbed_statistics(ray_hea
     storage = str(tmp_path)
     thread, outcome = _start_in_thread(RunConfig(run_id="killed", **CONFIG), storage)
     wait_for(lambda: len(_live_keys("killed")) >= 2, timeout=300, what="first logged parts")
-    workers = [a for a in ray.util.state.list_actors(filters=[("class_name", "=", "RayTrainWorker"),
-                                                               ("state", "=", "ALIVE")])]
+    # The session cluster's own state API: without an address it may ask another cluster.
+    workers = ray.util.state.list_actors(
+        address=ray_head.dashboard,
+        filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")],
+    )
     assert workers, "no live training worker to kill"
     print(f"inject: SIGKILL to training worker pid {workers[0].pid}")
     os.kill(workers[0].pid, signal.SIGKILL)

@@ -10,7 +10,9 @@ import time
 
 import ray
 
+from raystats.errors import RaystatsError
 from raystats.service.names import NAMESPACE, REGISTRY_NAME, parse_aggregator_name
+from raystats.store import RunStore
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
@@ -31,7 +33,14 @@ class Registry:
                 described = ray.get(shard.describe.remote(), timeout=30)
             except Exception:  # a shard that cannot answer is simply not listed
                 continue
-            self.runs[parsed[0]] = {"run_id": parsed[0], "storage": described["storage"], "status": "unknown"}
+            # Config, data set and shard count from the run's run.json, so a client can
+            # query a run the restarted registry only rediscovered; the storage is the
+            # shard's own (the cluster's record), never a path taken from run.json.
+            try:
+                info = RunStore(described["storage"]).read_run(parsed[0])
+            except RaystatsError:
+                info = {"status": "unknown"}
+            self.runs[parsed[0]] = dict(info, run_id=parsed[0], storage=described["storage"])
 
     def register(self, run_id: str, info: dict) -> None:
         self.runs[run_id] = dict(info, run_id=run_id, updated=time.time())
