@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import torch
 from _common import machine, null_sink, synchronize, synthetic_dataset
 

@@ -30,7 +30,6 @@ while it evaluates: the peak row rate the aggregators must absorb.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import tempfile

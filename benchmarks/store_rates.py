@@ -14,13 +14,14 @@ import tempfile
 import time
 
 import numpy as np
+import pyarrow as pa
 from _common import machine
 
 from raystats.schema import make_log_table
 from raystats.store import RunStore
 
 
-def realistic_rows(n: int, trial: int, step: int, rng) -> "pa.Table":  # noqa: F821
+def realistic_rows(n: int, trial: int, step: int, rng) -> pa.Table:
     label = rng.integers(0, 10, n)
     correct = rng.random(n) < 0.9
     pred = np.where(correct, label, (label + 1) % 10)

@@ -8,7 +8,6 @@ with pandas (group by example, mean over trials), not against raystats' own code
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import time
 
@@ -139,30 +138,6 @@ def test_query_during_a_run_and_aggregator_killed_mid_run(ray_head, tmp_path, fi
         pd.testing.assert_frame_equal(live.easiness("during", step=step), offline.easiness("during", step=step))
         assert (offline.easiness("during", step=step)["n_trials"] == 4).all()
     print("measure: live == offline at every step after the shard restart")
-
-
-def test_training_worker_killed_mid_run_gives_the_undisturbed_statistics(ray_head, tmp_path, finished_run):
-    undisturbed_storage, summary = finished_run
-    storage = str(tmp_path)
-    thread, outcome = _start_in_thread(RunConfig(run_id="killed", **CONFIG), storage)
-    wait_for(lambda: len(_live_keys("killed")) >= 2, timeout=300, what="first logged parts")
-    # The session cluster's own state API: without an address it may ask another cluster.
-    workers = ray.util.state.list_actors(
-        address=ray_head.dashboard,
-        filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")],
-    )
-    assert workers, "no live training worker to kill"
-    print(f"inject: SIGKILL to training worker pid {workers[0].pid}")
-    os.kill(workers[0].pid, signal.SIGKILL)
-    thread.join(timeout=900)
-    assert "error" not in outcome, outcome.get("error")
-    killed, reference = raystats.open(storage), raystats.open(undisturbed_storage)
-    for step in summary.log_steps:
-        a = killed.easiness("killed", step=step)
-        b = reference.easiness("digits-cnn", step=step)
-        np.testing.assert_allclose(a["easiness"], b["easiness"], rtol=1e-5, atol=1e-6)
-        assert (a["n_trials"] == 4).all()
-    print("measure: easiness at every step equals the undisturbed run's")
 
 
 def test_job_command_line_and_ray_job_submit(ray_head, tmp_path):

@@ -17,7 +17,6 @@ import threading
 import time
 from dataclasses import dataclass
 
-import numpy as np
 import ray
 import ray.train
 import torch
