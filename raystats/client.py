@@ -217,6 +217,82 @@ class Client:
                 "different data sets; matching rates compare example ids of one data set"
             )
 
+    # ---- what makes examples easy: stored analysis results ------------------------------------
+    # Written by jobs/patterns.py, jobs/shallow_vs_deep.py and jobs/prediction_depth.py under
+    # <storage>/<run_id>/analyses/; read the same way by the live and the offline client.
+
+    def pattern_matching(self, run_id: str, pattern: str | None = None, which: str | None = None) -> pd.DataFrame:
+        """Matching rate of easy/hard sets on pattern-removed inputs with the regular ones.
+
+        Columns pattern, parameter, strength, which, frac, matching_rate, chance, accuracy,
+        regular_accuracy, n_examples, n_trials; optionally one ``pattern`` ("color",
+        "shuffle", "radial") and one set (``which``: "easy" or "hard").
+        """
+        table = self._analysis_table(run_id, "patterns", "matching")
+        if pattern is not None:
+            _check_choice("pattern", pattern, tuple(sorted(set(table["pattern"]))))
+            table = table[table["pattern"] == pattern]
+        if which is not None:
+            _check_choice("which", which, WHICH)
+            table = table[table["which"] == which]
+        return table.reset_index(drop=True)
+
+    def pattern_easiness(self, run_id: str, pattern: str = "regular", strength: float = 1.0) -> pd.DataFrame:
+        """Per-example easiness (loss form) on inputs with ``pattern`` removed at ``strength``.
+
+        Columns example_id, easiness, correct_frac; ``pattern="regular"`` gives the
+        regular inputs' easiness the matching rates compare with.
+        """
+        table = self._analysis_table(run_id, "patterns", "easiness")
+        rows = table[(table["pattern"] == pattern) & np.isclose(table["strength"], strength)]
+        if rows.empty:
+            known = sorted({(p, float(s)) for p, s in zip(table["pattern"], table["strength"])})
+            raise ConfigError(f"(pattern, strength)=({pattern!r}, {strength!r}) was not evaluated; evaluated: {known}")
+        return rows[["example_id", "easiness", "correct_frac"]].reset_index(drop=True)
+
+    def contingency(self, run_id: str, shallow: str = "svm", per_trial: bool = False) -> pd.DataFrame:
+        """Contingency of the deep run against a shallow model at every logged test step.
+
+        Columns shallow, approximate, step, epoch, (trial | n_trials), T00, T01, T10, T11,
+        n, deep_accuracy, shallow_accuracy, R_plus, R_minus, R. First index deep, second
+        shallow (T01: deep wrong, shallow right). ``per_trial=False``: trial means.
+        """
+        table = self._analysis_table(run_id, "shallow_vs_deep", "contingency" if per_trial else "contingency_mean")
+        _check_choice("shallow", shallow, tuple(sorted(set(table["shallow"]))))
+        return table[table["shallow"] == shallow].reset_index(drop=True)
+
+    def shallow_right_deep_wrong(self, run_id: str, shallow: str = "svm") -> np.ndarray:
+        """Test example ids the shallow model gets right and the trained deep ensemble wrong."""
+        table = self._analysis_table(run_id, "shallow_vs_deep", "shallow_right_deep_wrong")
+        known = tuple(sorted(set(self._analysis_table(run_id, "shallow_vs_deep", "shallow")["shallow"])))
+        _check_choice("shallow", shallow, known)
+        return table.loc[table["shallow"] == shallow, "example_id"].to_numpy(np.int64)
+
+    def prediction_depth(self, run_id: str, split: str = "train", per_trial: bool = False) -> pd.DataFrame:
+        """Prediction depth per example, joined with easiness and the other statistics.
+
+        ``per_trial=False``: one row per example — split, example_id, label, depth (mean
+        over the probed trials), depth_median, settled_frac, n_layers, accuracy, easiness,
+        consistency, confidence, iteration_learned. ``per_trial=True``: one row per
+        (trial, example) — depth, settled, pred, correct. Depth n_layers with settled
+        False is the "effective" depth of a prediction that never settles.
+        """
+        _check_choice("split", split, ("train", "test"))
+        table = self._analysis_table(run_id, "prediction_depth", "depth" if per_trial else "summary")
+        rows = table[table["split"] == split]
+        if rows.empty:
+            raise ConfigError(f"run {run_id!r} has no {split} prediction depths (was its test split logged?)")
+        return rows.reset_index(drop=True)
+
+    def _analysis_table(self, run_id: str, name: str, table: str) -> pd.DataFrame:
+        from raystats.service.analysis import read_table
+        from raystats.store import RunStore
+
+        store = getattr(self, "store", None)
+        if store is None:  # the live client: the run's storage, as registered
+            store = RunStore(self._info(run_id)["storage"])
+        return read_table(store, run_id, name, table)
+
 
 class OfflineClient(Client):
     """Answers from a run store alone; no cluster needed."""
