@@ -19,35 +19,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from raystats.argtypes import csv_floats, csv_strings, positive_float, positive_int  # noqa: E402
 from raystats.errors import RaystatsError  # noqa: E402
-
-
-def csv_strings(text: str) -> tuple[str, ...]:
-    values = tuple(v.strip() for v in text.split(",") if v.strip())
-    if not values:
-        raise argparse.ArgumentTypeError(f"{text!r} names nothing; give comma-separated names")
-    return values
-
-
-def csv_floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in csv_strings(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not an integer >= 1")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} is not a number > 0")
-    return value
 
 
 def parser(kind: str, doc: str) -> argparse.ArgumentParser:

@@ -19,7 +19,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs.ablation import csv_floats, positive_int  # noqa: E402
+from raystats.argtypes import csv_floats, positive_int  # noqa: E402
 from raystats.errors import RaystatsError  # noqa: E402
 
 

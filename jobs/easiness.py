@@ -16,38 +16,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from raystats.argtypes import non_negative_float, non_negative_int, positive_float, positive_int  # noqa: E402
 from raystats.config import ENSEMBLE_MODES, OPTIMIZERS, RunConfig  # noqa: E402
 from raystats.data import DATASETS  # noqa: E402
 from raystats.errors import RaystatsError  # noqa: E402
 from raystats.models import ARCHITECTURES  # noqa: E402
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not an integer >= 1")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} is not a number > 0")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is not an integer >= 0")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} is not a finite number >= 0")
-    return value
 
 
 def parser() -> argparse.ArgumentParser:

@@ -19,48 +19,22 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from raystats.data import DATASETS  # noqa: E402
+from raystats.argtypes import add_analysed_run_flags, add_cluster_flags, fraction, strength_grid  # noqa: E402
 from raystats.errors import RaystatsError  # noqa: E402
-
-
-def fraction(text: str) -> float:
-    value = float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a fraction in (0, 1)")
-    return value
-
-
-def strengths(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
 
 
 def parser() -> argparse.ArgumentParser:
     from raystats.data.patterns import PATTERNS
-    from raystats.service.analysis import DEFAULT_RUNS, DEFAULT_TRAIN_EXAMPLES
 
-    defaults = DEFAULT_RUNS["patterns"]
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--storage", default="./raystats-runs", help="run store: a folder or s3:// / gs:// URI")
-    p.add_argument("--run-id", default=None,
-                   help="a finished run to analyse; trained first if missing; default: <dataset>-cnn-patterns")
-    p.add_argument("--dataset", default="digits", choices=DATASETS, help="for the run trained here")
-    p.add_argument("--data-root", default=None, help="folder of the data set's files")
-    p.add_argument("--trials", type=int, default=defaults["trials"], help="trials of the run trained here")
-    p.add_argument("--epochs", type=float, default=defaults["epochs"], help="epochs of the run trained here")
-    p.add_argument("--train-examples", type=int, default=DEFAULT_TRAIN_EXAMPLES,
-                   help="random training examples of the run trained here (0: all)")
+    add_analysed_run_flags(p, "patterns")
     for name, pattern in PATTERNS.items():
-        p.add_argument(f"--{name}", type=strengths, default=pattern.strengths,
+        p.add_argument(f"--{name}", type=strength_grid, default=pattern.strengths,
                        help=f"{pattern.parameter} grid, comma-separated (empty: skip)")
     p.add_argument("--frac", type=fraction, default=0.1, help="easy/hard set size q (= chance level)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--address", default=None, help="Ray cluster address; default: join or start one")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_cluster_flags(p)
     return p
 
 

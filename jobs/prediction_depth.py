@@ -22,35 +22,22 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from raystats.data import DATASETS  # noqa: E402
+from raystats.argtypes import add_analysed_run_flags, add_cluster_flags, non_negative_int, positive_int  # noqa: E402
 from raystats.errors import RaystatsError  # noqa: E402
 
 
 def parser() -> argparse.ArgumentParser:
-    from raystats.service.analysis import DEFAULT_RUNS, DEFAULT_TRAIN_EXAMPLES
-
-    defaults = DEFAULT_RUNS["prediction_depth"]
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--storage", default="./raystats-runs", help="run store: a folder or s3:// / gs:// URI")
-    p.add_argument("--run-id", default=None,
-                   help="a finished run; trained first if missing; default: <dataset>-cnn-prediction-depth")
-    p.add_argument("--dataset", default="digits", choices=DATASETS, help="for the run trained here")
-    p.add_argument("--data-root", default=None, help="folder of the data set's files")
-    p.add_argument("--trials", type=int, default=defaults["trials"], help="trials of the run trained here")
-    p.add_argument("--epochs", type=float, default=defaults["epochs"], help="epochs of the run trained here")
-    p.add_argument("--train-examples", type=int, default=DEFAULT_TRAIN_EXAMPLES,
-                   help="random training examples of the run trained here (0: all)")
-    p.add_argument("--k", type=int, default=30, help="neighbours of each k-NN probe")
-    p.add_argument("--support-size", type=int, default=10_000,
+    add_analysed_run_flags(p, "prediction_depth")
+    p.add_argument("--k", type=positive_int, default=30, help="neighbours of each k-NN probe")
+    p.add_argument("--support-size", type=non_negative_int, default=10_000,
                    help="training examples the probes are fitted on (0: all of the run's)")
-    p.add_argument("--max-dim", type=int, default=2048,
+    p.add_argument("--max-dim", type=non_negative_int, default=2048,
                    help="pool wider conv maps to at most this many values per example (0: no pooling)")
-    p.add_argument("--probe-trials", type=int, nargs="+", default=None, help="trials to probe; default all")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--probe-trials", type=non_negative_int, nargs="+", default=None, help="trials to probe; default all")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--address", default=None, help="Ray cluster address; default: join or start one")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_cluster_flags(p)
     return p
 
 

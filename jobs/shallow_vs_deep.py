@@ -22,37 +22,22 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from raystats.data import DATASETS  # noqa: E402
+from raystats.argtypes import add_analysed_run_flags, add_cluster_flags, non_negative_int  # noqa: E402
 from raystats.errors import RaystatsError  # noqa: E402
 
 
 def parser() -> argparse.ArgumentParser:
-    from raystats.service.analysis import DEFAULT_RUNS, DEFAULT_TRAIN_EXAMPLES
     from raystats.stats.contingency import LINEAR_SOLVERS, SHALLOW_MODELS
 
-    defaults = DEFAULT_RUNS["shallow_vs_deep"]
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--storage", default="./raystats-runs", help="run store: a folder or s3:// / gs:// URI")
-    p.add_argument("--run-id", default=None,
-                   help="a finished run that logged its test split; trained first if missing; "
-                        "default: <dataset>-cnn-shallow-vs-deep")
-    p.add_argument("--dataset", default="digits", choices=DATASETS, help="for the run trained here")
-    p.add_argument("--data-root", default=None, help="folder of the data set's files")
-    p.add_argument("--trials", type=int, default=defaults["trials"], help="trials of the run trained here")
-    p.add_argument("--epochs", type=float, default=defaults["epochs"], help="epochs of the run trained here")
-    p.add_argument("--log-every", type=float, default=defaults["log_every"],
-                   help="epochs between logged steps of the run trained here")
-    p.add_argument("--train-examples", type=int, default=DEFAULT_TRAIN_EXAMPLES,
-                   help="random training examples of the run trained here (0: all)")
+    add_analysed_run_flags(p, "shallow_vs_deep", log_every=True)
     p.add_argument("--shallow", nargs="+", choices=SHALLOW_MODELS, default=list(SHALLOW_MODELS))
-    p.add_argument("--exact-svm-limit", type=int, default=20_000,
+    p.add_argument("--exact-svm-limit", type=non_negative_int, default=20_000,
                    help="largest training set for the exact kernel SVM; above it: Nystroem + linear SVM")
     p.add_argument("--linear-solver", choices=LINEAR_SOLVERS, default="sgd",
                    help="solver of the approximate SVM's linear part")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--address", default=None, help="Ray cluster address; default: join or start one")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_cluster_flags(p)
     return p
 
 
