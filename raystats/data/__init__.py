@@ -12,7 +12,7 @@ from raystats.data.augment import (
     random_translate,
     to_float,
 )
-from raystats.data.datasets import DATASETS, Dataset, Split, load_dataset
+from raystats.data.datasets import DATASETS, Dataset, Split, load_dataset, load_run_dataset
 
 __all__ = [
     "DATASETS",
@@ -21,6 +21,7 @@ __all__ = [
     "augment",
     "global_contrast_normalize",
     "load_dataset",
+    "load_run_dataset",
     "random_hflip",
     "random_translate",
     "to_float",

@@ -621,3 +621,30 @@ _SOURCES = {
     "cifar100": (_locate_cifar("cifar100"), _read_cifar("cifar100")),
     "imagefolder": (_locate_imagefolder, _read_imagefolder),
 }
+
+
+def load_run_dataset(info: dict, data_root: str | None = None):
+    """The data set a run was made from, checked against the fingerprint in its run.json.
+
+    Parameters
+    ----------
+    info : dict
+        The run's run.json (``client.info(run_id)``).
+    data_root : str, optional
+        Folder of the data set's files; default: the run's own ``data_root``.
+
+    Raises
+    ------
+    DataError
+        If the data set cannot be found, or its files differ from the run's.
+    """
+    expected = info["dataset"]
+    root = data_root if data_root is not None else info["config"].get("data_root")
+    dataset = load_dataset(expected["name"], root)
+    if dataset.fingerprint != expected.get("fingerprint"):
+        raise DataError(
+            f"data set {expected['name']!r} found at {root or 'its default place'} has fingerprint "
+            f"{dataset.fingerprint[:12]}, but run {info.get('run_id', '?')!r} was made from "
+            f"{str(expected.get('fingerprint'))[:12]}; pass data_root (--data-root) with the run's files"
+        )
+    return dataset

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 import raystats
-from raystats.errors import ConfigError, DataError
+from raystats.data import load_run_dataset
+from raystats.errors import ConfigError
 from raystats.report.figures import (
     data_map_figure,
     display_image,
@@ -179,35 +180,6 @@ def _report_dir(client, info: dict, run_id: str, out_dir: str | None) -> str:
     from raystats.store import RunStore
 
     return os.path.join(RunStore(storage).run_dir(run_id), "report")
-
-
-def load_run_dataset(info: dict, data_root: str | None = None):
-    """The data set a run was made from, checked against the fingerprint in its run.json.
-
-    Parameters
-    ----------
-    info : dict
-        The run's run.json (``client.info(run_id)``).
-    data_root : str, optional
-        Folder of the data set's files; default: the run's own ``data_root``.
-
-    Raises
-    ------
-    DataError
-        If the data set cannot be found, or its files differ from the run's.
-    """
-    from raystats.data import load_dataset
-
-    expected = info["dataset"]
-    root = data_root if data_root is not None else info["config"].get("data_root")
-    dataset = load_dataset(expected["name"], root)
-    if dataset.fingerprint != expected.get("fingerprint"):
-        raise DataError(
-            f"data set {expected['name']!r} found at {root or 'its default place'} has fingerprint "
-            f"{dataset.fingerprint[:12]}, but run {info['run_id']!r} was made from "
-            f"{str(expected.get('fingerprint'))[:12]}; pass data_root (--data-root) with the run's files"
-        )
-    return dataset
 
 
 def _logged(frame: pd.DataFrame) -> pd.DataFrame:

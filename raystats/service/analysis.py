@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 import torch
 
 from raystats.config import RunConfig
-from raystats.data import Dataset, load_dataset
+from raystats.data import Dataset, load_dataset, load_run_dataset
 from raystats.errors import ConfigError, DataError, StoreError
 from raystats.models import build_model
 from raystats.store import RunStore
@@ -100,7 +100,10 @@ def _plain(value):
 
 
 def finished_run(store: RunStore, run_id: str, data_root: str | None = None) -> tuple[dict, RunConfig, Dataset]:
-    """A finished run's info, config and data set (checked against its fingerprint)."""
+    """A finished run's info, config and data set (checked against its fingerprint).
+
+    ``data_root`` None: the run's own ``data_root``.
+    """
     info = store.read_run(run_id)  # RunNotFoundError names the known runs
     config = RunConfig.from_dict(info["config"])
     if info["status"] != "finished":
@@ -108,14 +111,7 @@ def finished_run(store: RunStore, run_id: str, data_root: str | None = None) -> 
             f"run {run_id!r} is {info['status']}, not finished; finish it first "
             f"(python jobs/easiness.py --run-id {run_id} --storage {store.storage} --resume)"
         )
-    root = data_root if data_root is not None else config.data_root
-    dataset = load_dataset(info["dataset"]["name"], root)
-    if dataset.fingerprint != info["dataset"]["fingerprint"]:
-        raise DataError(
-            f"data set {dataset.name!r} found at {root or 'its default place'} has fingerprint "
-            f"{dataset.fingerprint[:12]}, but run {run_id!r} was made from "
-            f"{info['dataset']['fingerprint'][:12]}; pass --data-root with the run's files"
-        )
+    dataset = load_run_dataset(dict(info, run_id=run_id), data_root)
     return info, config, dataset
 
 

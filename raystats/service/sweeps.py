@@ -75,8 +75,9 @@ from ray import tune
 
 import raystats
 from raystats.config import RunConfig, validate_run_id
-from raystats.data import Dataset, load_dataset
+from raystats.data import Dataset
 from raystats.errors import ConfigError, DataError, RaystatsError, StoreError
+from raystats.service.analysis import finished_run
 from raystats.service.cluster import ensure_ray
 from raystats.stats import loss_easiness
 from raystats.stats.selection import (
@@ -420,26 +421,12 @@ def _finished_run(store: RunStore, run_id: str, dataset_name: str | None,
                   data_root: str | None) -> tuple[dict, RunConfig, Dataset]:
     """The run's info, config and data set, after every check a sweep needs."""
     info = store.read_run(run_id)  # RunNotFoundError names the known runs
-    run_config = RunConfig.from_dict(info["config"])
-    if info["status"] != "finished":
-        raise ConfigError(
-            f"run {run_id!r} is {info['status']}, not finished; finish it first "
-            f"(python jobs/easiness.py --run-id {run_id} --storage {store.storage} --resume)"
-        )
     if dataset_name is not None and dataset_name != info["dataset"]["name"]:
         raise DataError(
             f"run {run_id!r} is an easiness run over {info['dataset']['name']!r}, not {dataset_name!r}; "
             "give a run over the sweep's data set"
         )
-    root = data_root if data_root is not None else run_config.data_root
-    dataset = load_dataset(info["dataset"]["name"], root)
-    if dataset.fingerprint != info["dataset"]["fingerprint"]:
-        raise DataError(
-            f"data set {dataset.name!r} found at {root or 'its default place'} has fingerprint "
-            f"{dataset.fingerprint[:12]}, but run {run_id!r} was made from "
-            f"{info['dataset']['fingerprint'][:12]}; its easiness describes other images (pass --data-root)"
-        )
-    return info, run_config, dataset
+    return finished_run(store, run_id, data_root)
 
 
 _OPTIONAL_SETTINGS = ("stepwise_trials", "stepwise_frac", "stepwise_epochs")
