@@ -205,3 +205,16 @@ def test_ray_data_reads_every_logged_row(finished_run):
     last = frame[(frame["step"] == summary.log_steps[-1]) & (frame["split"] == "train")]
     mean = last.groupby("example_id")["loss"].mean().to_numpy()
     np.testing.assert_allclose(raystats.open(storage).easiness("digits-cnn")["easiness"], mean, rtol=1e-6)
+
+
+def test_a_process_joined_to_one_cluster_refuses_to_run_on_another(ray_head):
+    from raystats.errors import ClusterError
+    from raystats.service.cluster import ensure_ray
+
+    ensure_ray(ray_head.address)  # the joined cluster: accepted
+    ensure_ray(None)
+    other = f"127.0.0.1:{ray_head.port + 1}"
+    with pytest.raises(ClusterError, match="already connected to the Ray cluster"):
+        ensure_ray(other)
+    with pytest.raises(ClusterError, match="already connected"):
+        raystats.connect(other)

@@ -24,6 +24,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     or starts a local one. An address that answers nothing raises :class:`ClusterError`.
     """
     if ray.is_initialized():
+        _check_same_cluster(address)
         return
     _check_reachable(address)
     kwargs = {"namespace": NAMESPACE, "log_to_driver": True}
@@ -53,3 +54,20 @@ def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as error:
         raise ClusterError(f"no Ray cluster answered at {address!r} ({error}); {START_HINT}") from None
+
+
+def _check_same_cluster(address: str | None) -> None:
+    """Refuse an explicit host:port other than the cluster this process already joined.
+
+    ``ray.init`` can join one cluster per process; silently running on the joined one
+    when the caller named another would put the run somewhere the caller does not look.
+    Compared by GCS port: the joined address may name the node's IP, not 127.0.0.1.
+    """
+    if address is None or address in ("auto", "local") or "://" in address:
+        return
+    joined = ray.get_runtime_context().gcs_address
+    if address.rpartition(":")[2] != joined.rpartition(":")[2]:
+        raise ClusterError(
+            f"this process is already connected to the Ray cluster at {joined!r}, not {address!r}; "
+            "call ray.shutdown() first, or leave the address out to use the joined cluster"
+        )
