@@ -77,7 +77,7 @@ import raystats
 from raystats.config import RunConfig, validate_run_id
 from raystats.data import Dataset
 from raystats.errors import ConfigError, DataError, RaystatsError, StoreError
-from raystats.service.analysis import finished_run
+from raystats.service.analysis import finished_run, last_step_rows
 from raystats.service.cluster import ensure_ray
 from raystats.stats import loss_easiness
 from raystats.stats.selection import (
@@ -857,13 +857,8 @@ def _heldout_ids(n_test: int, n_heldout: int | None, seed: int) -> np.ndarray:
 
 def _ensemble_correctness(store: RunStore, run_id: str, heldout: np.ndarray) -> pd.DataFrame:
     """Fraction of the run's trials correct on each held-out test example, at its last step."""
-    files = store.log_files(run_id)
-    if not files:
-        raise DataError(f"run {run_id!r} has no logged rows")
-    last = max(f.step for f in files)
-    tables = [t.to_pandas() for _, t in store.read_logs(run_id, steps={last})]
-    rows = pd.concat(tables, ignore_index=True)
-    rows = rows[rows["split"] == "test"]
+    rows = last_step_rows(store, run_id, "test")
+    last = int(rows["step"].iloc[0])
     grouped = rows.groupby("example_id")["correct"].agg(["mean", "size"]).reindex(heldout)
     if grouped["size"].isna().any():
         raise DataError(f"run {run_id!r} lacks test rows for some held-out examples at its last step {last}")
